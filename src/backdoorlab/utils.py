@@ -1,0 +1,115 @@
+"""Small shared helpers: seeding, generators, atomic writes, progress bars."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+
+def make_generator(
+    seed: int | torch.Generator | None, device: str | torch.device = "cpu"
+) -> torch.Generator:
+    """A ``torch.Generator`` seeded from an int (or passed through); ``None`` means seed 0."""
+    if isinstance(seed, torch.Generator):
+        return seed
+    g = torch.Generator(device=device)
+    g.manual_seed(0 if seed is None else int(seed))
+    return g
+
+
+def seed_all(seed: int) -> None:
+    """Seed torch's global RNG (used by weight init and dropout) for a reproducible run."""
+    torch.manual_seed(int(seed))
+
+
+def progress(
+    iterable: Iterable[T],
+    *,
+    desc: str = "",
+    total: int | None = None,
+    enabled: bool | None = None,
+    leave: bool = False,
+) -> Iterator[T]:
+    """A tqdm progress bar that stays quiet when stderr is not a TTY (or ``enabled=False``)."""
+    if enabled is None:
+        enabled = sys.stderr.isatty() and os.environ.get("BACKDOORLAB_NO_PROGRESS") is None
+    if not enabled:
+        yield from iterable
+        return
+    from tqdm.auto import tqdm
+
+    yield from tqdm(iterable, desc=desc, total=total, leave=leave, dynamic_ncols=True)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file and rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """Write JSON atomically, pretty-printed, with a trailing newline."""
+    atomic_write_bytes(
+        path, (json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n").encode()
+    )
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Build a folder in a hidden sibling and move it into place only if the block succeeds.
+
+    An existing folder at ``path`` is replaced on success and left untouched on failure.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if path.exists():
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``/"auto" picks CUDA when available, else CPU."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
