@@ -7,6 +7,7 @@ followed by ``ndim`` uint32 sizes, then the data.
 from __future__ import annotations
 
 import gzip
+import zlib
 import os
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError, gzip.BadGzipFile) as e:
+        except (OSError, EOFError, zlib.error) as e:
             raise DataError(f"{path}: corrupt gzip data ({e})") from None
     if len(raw) < 4:
         raise DataError(f"{path}: too short for an IDX header ({len(raw)} bytes)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +40,8 @@ def load_dataset(
         elif p.exists() or os.sep in name:
             raise DataError(f"{name}: not a .npz file or an image folder")
     factory: Any = DATASETS.get(name)
+    if "seed" not in options and "seed" in inspect.signature(factory).parameters:
+        options = {**options, "seed": seed}
     try:
         splits: Splits = factory(root=root, **options) if root is not None else factory(**options)
     except TypeError as e:
