@@ -7,7 +7,6 @@ import io
 import pickle
 import struct
 import tarfile
-import zlib
 from pathlib import Path
 from typing import ClassVar
 

@@ -356,7 +356,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--quick", action="store_true", help="a small fast run (for smoke tests)")
     sp.set_defaults(func=cmd_demo)
+    _register_plugins(sub)
     return p
+
+
+def _register_plugins(sub: Any) -> None:
+    """Subcommands that live beside their Python API (scan, defend, sanitize)."""
+    import importlib
+
+    for name in ("scan", "defend"):
+        try:
+            mod = importlib.import_module(f"backdoorlab.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"backdoorlab.{name}":
+                raise
+            continue
+        mod.register_cli(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,8 +7,8 @@ followed by ``ndim`` uint32 sizes, then the data.
 from __future__ import annotations
 
 import gzip
-import zlib
 import os
+import zlib
 from pathlib import Path
 from typing import Any
 

@@ -2,10 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any
+from . import (
+    abs,
+    activation_clustering,
+    anp,
+    fine_pruning,
+    nad,
+    neural_cleanse,
+    sentinet,
+    spectral,
+    spectre,
+    strip,
+    tabor,
+    unlearning,
+)
+from .base import DEFENSES, DataSanitizer, InputDetector, ModelDetector, ModelRepair, ScanResult
 
-from ..registry import Registry
-
-DEFENSES: Registry[Any] = Registry("defenses")
-
-__all__ = ["DEFENSES"]
+__all__ = [
+    "DEFENSES",
+    "DataSanitizer",
+    "InputDetector",
+    "ModelDetector",
+    "ModelRepair",
+    "ScanResult",
+    "abs",
+    "activation_clustering",
+    "anp",
+    "fine_pruning",
+    "nad",
+    "neural_cleanse",
+    "sentinet",
+    "spectral",
+    "spectre",
+    "strip",
+    "tabor",
+    "unlearning",
+]

@@ -79,7 +79,20 @@ class ReplaceTrigger(Trigger):
 
     def apply(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         m, p = self.mask_pattern(x, generator)
-        return torch.lerp(x, p.to(x.dtype).expand_as(x), m.to(x.dtype).expand_as(x))
+        m, p = m.to(x.dtype), p.to(x.dtype)
+        if m.shape[0] == 1 and p.shape[0] == 1:
+            # One mask for the whole batch: copy once and blend only inside the mask's bounding box,
+            # so a small patch costs about as much as a plain copy of the data.
+            nz = torch.nonzero(m[0].amax(0) > 0)
+            if len(nz) == 0:
+                return x.clone()
+            (r0, c0), (r1, c1) = nz.amin(0).tolist(), (nz.amax(0) + 1).tolist()
+            out = x.clone()
+            box = (..., slice(r0, r1), slice(c0, c1))
+            region = out[box]
+            out[box] = torch.lerp(region, p[box].expand_as(region), m[box].expand_as(region))
+            return out
+        return torch.lerp(x, p.expand_as(x), m.expand_as(x))
 
 
 def parse_color(color: Any, channels: int) -> torch.Tensor:

@@ -1,0 +1,105 @@
+"""The four defense protocols, one per point where a defender can act.
+
+A defense knows only what a real defender has: the model, the clean samples it is given and, for
+sanitisers, the (possibly poisoned) training set. It never sees the trigger, poisoned test data or
+the true poison indices; those are only for scoring it afterwards (``metrics.detection``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data.core import ImageData
+from ..registry import Registry
+
+DEFENSES: Registry[Any] = Registry("defenses")
+
+
+@dataclass
+class ScanResult:
+    """A model scanner's verdict.
+
+    ``score``: higher = more suspicious, comparable across models for one method (e.g. Neural
+    Cleanse's anomaly index). ``evidence`` holds tensors such as reversed masks ``(K, 1, H, W)`` and
+    patterns ``(K, C, H, W)``; ``per_class`` per-label figures (e.g. mask L1 norms).
+    """
+
+    method: str
+    flagged: bool
+    score: float
+    suspect_targets: list[int] = field(default_factory=list)
+    per_class: dict[str, Any] = field(default_factory=dict)
+    evidence: dict[str, torch.Tensor] = field(default_factory=dict)
+    seconds: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-friendly form (evidence tensors left out)."""
+        return {
+            "method": self.method,
+            "flagged": bool(self.flagged),
+            "score": float(self.score),
+            "suspect_targets": [int(t) for t in self.suspect_targets],
+            "per_class": self.per_class,
+            "seconds": float(self.seconds),
+            **({"info": self.info} if self.info else {}),
+        }
+
+
+class ModelDetector:
+    """Scan a model with a few clean samples: is it backdoored, and towards which class?"""
+
+    name = "model-detector"
+
+    def scan(self, model: nn.Module, clean: ImageData) -> ScanResult:
+        """Return a ``ScanResult``; ``clean`` holds a few clean images per class (labels may be predictions)."""
+        raise NotImplementedError
+
+
+class InputDetector:
+    """Flag triggered inputs at run time. ``fit`` on clean data sets the threshold at a chosen FRR."""
+
+    name = "input-detector"
+    threshold: float | None = None
+
+    def fit(self, model: nn.Module, clean: ImageData, frr: float = 0.01) -> InputDetector:
+        """Prepare on clean samples; sets ``threshold`` so that a fraction ``frr`` of them is flagged."""
+        raise NotImplementedError
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        """Suspicion ``(N,)`` of inputs ``x``; higher means more likely triggered."""
+        raise NotImplementedError
+
+    def flag(self, x: torch.Tensor) -> torch.Tensor:
+        """Bool ``(N,)``: score above the threshold set by ``fit``."""
+        if self.threshold is None:
+            raise RuntimeError(f"{self.name}: call fit() before flag()")
+        return self.score(x) > self.threshold
+
+
+class DataSanitizer:
+    """Score every training sample for suspicion and propose a keep-mask."""
+
+    name = "data-sanitizer"
+
+    def score(self, model: nn.Module, train: ImageData) -> torch.Tensor:
+        """Suspicion ``(N,)`` per training sample; higher means more likely poisoned."""
+        raise NotImplementedError
+
+    def keep_mask(self, model: nn.Module, train: ImageData) -> torch.Tensor:
+        """Bool ``(N,)`` of samples to keep."""
+        raise NotImplementedError
+
+
+class ModelRepair:
+    """Remove a backdoor from a model using a few clean samples."""
+
+    name = "model-repair"
+
+    def repair(self, model: nn.Module, clean: ImageData) -> nn.Module:
+        """Return a repaired copy of ``model`` (the input is left untouched)."""
+        raise NotImplementedError

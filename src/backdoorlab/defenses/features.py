@@ -1,0 +1,155 @@
+"""Shared activation extraction for defenses: last-hidden-layer and last-conv features, batched.
+
+* :func:`hidden_features` — the input of the model's final ``nn.Linear`` (the "last hidden layer" of
+  Chen et al.'s Activation Clustering and the representation of Tran et al.'s Spectral Signatures),
+  captured with a forward pre-hook, so any zoo model (and most classifiers) works unchanged.
+* :func:`conv_features` — the last convolutional feature map (``model.features(x)``, every zoo model
+  has it), flattened or as a map.
+* :func:`final_linear` — the module whose input is the last hidden layer.
+
+All functions run in eval mode under ``torch.no_grad`` in batches on the model's device and return
+float32 CPU tensors; the model's train/eval state is restored afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from ..data.core import ImageData
+from ..errors import ModelError
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a parameter-free module)."""
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode for the block and restore its previous mode."""
+    was = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was)
+
+
+def final_linear(model: nn.Module) -> nn.Linear:
+    """The last ``nn.Linear`` registered in ``model`` (the classifier head of every zoo model)."""
+    last: nn.Linear | None = None
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            last = m
+    if last is None:
+        raise ModelError(
+            f"{type(model).__name__}: no nn.Linear layer found; the last hidden layer is the input of "
+            "the final Linear layer (use layer='features' for the last conv map instead)"
+        )
+    return last
+
+
+@torch.no_grad()
+def hidden_and_logits(
+    model: nn.Module, x: torch.Tensor, batch_size: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Last-hidden-layer activations ``(N, D)`` (input of the final Linear) and logits ``(N, K)``."""
+    head = final_linear(model)
+    dev = model_device(model)
+    grabbed: list[torch.Tensor] = []
+
+    def hook(_m: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        grabbed.append(args[0].detach().flatten(1).float().cpu())
+
+    handle = head.register_forward_pre_hook(hook)
+    outs: list[torch.Tensor] = []
+    try:
+        with eval_mode(model):
+            for i in range(0, len(x), batch_size):
+                outs.append(model(x[i : i + batch_size].to(dev)).float().cpu())
+    finally:
+        handle.remove()
+    if len(grabbed) != len(outs):
+        raise ModelError(
+            f"{type(model).__name__}: the final Linear layer ran {len(grabbed)} times for {len(outs)} "
+            "batches; cannot tell which call is the classifier head"
+        )
+    if not outs:
+        return torch.empty(0, head.in_features), torch.empty(0, head.out_features)
+    return torch.cat(grabbed), torch.cat(outs)
+
+
+def hidden_features(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Last-hidden-layer activations ``(N, D)``: the input of the model's final ``nn.Linear``."""
+    return hidden_and_logits(model, x, batch_size)[0]
+
+
+@torch.no_grad()
+def conv_features(
+    model: nn.Module, x: torch.Tensor, batch_size: int = 1024, flatten: bool = True
+) -> torch.Tensor:
+    """The last conv feature map ``model.features(x)`` ``(N, C', h, w)`` (or flattened ``(N, D)``)."""
+    feats = getattr(model, "features", None)
+    if not callable(feats):
+        raise ModelError(
+            f"{type(model).__name__}: no features(x) method (zoo models have one); "
+            "use layer='hidden' (input of the final Linear layer) instead"
+        )
+    dev = model_device(model)
+    outs: list[torch.Tensor] = []
+    with eval_mode(model):
+        for i in range(0, len(x), batch_size):
+            f = feats(x[i : i + batch_size].to(dev)).float().cpu()
+            outs.append(f.flatten(1) if flatten else f)
+    return torch.cat(outs) if outs else torch.empty(0)
+
+
+def activations(
+    model: nn.Module, x: torch.Tensor, layer: str = "hidden", batch_size: int = 1024
+) -> torch.Tensor:
+    """Representations ``(N, D)`` of ``x``: ``layer`` is "hidden" (last hidden) or "features" (last conv)."""
+    if layer == "hidden":
+        return hidden_features(model, x, batch_size)
+    if layer == "features":
+        return conv_features(model, x, batch_size)
+    from ..errors import ConfigError
+
+    raise ConfigError(f"bad layer {layer!r}: expected 'hidden' or 'features'")
+
+
+def sanitizer_labels(
+    model: nn.Module, train: ImageData, labels: str, batch_size: int = 1024
+) -> torch.Tensor:
+    """Labels that split the training set into groups for a sanitiser: "given" or "predicted"."""
+    if labels == "given":
+        return train.y
+    if labels == "predicted":
+        return hidden_and_logits(model, train.x, batch_size)[1].argmax(1)
+    from ..errors import ConfigError
+
+    raise ConfigError(f"bad labels {labels!r}: expected 'given' or 'predicted'")
+
+
+def class_groups(labels: torch.Tensor) -> list[torch.Tensor]:
+    """Index tensors of the samples of each label present in ``labels`` (one stable sort)."""
+    order = torch.argsort(labels, stable=True)
+    counts = torch.bincount(labels)
+    return [g for g in torch.split(order, counts.tolist()) if len(g)]
+
+
+def budget_keep_mask(scores: torch.Tensor, labels: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Keep-mask removing the ``ceil(fraction * n_c)`` highest-scoring samples of every class ``c``."""
+    keep = torch.ones(len(scores), dtype=torch.bool)
+    for idx in class_groups(labels):
+        k = min(len(idx), math.ceil(fraction * len(idx) - 1e-9))
+        if k > 0:
+            keep[idx[torch.topk(scores[idx], k).indices]] = False
+    return keep
