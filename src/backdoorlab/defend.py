@@ -214,11 +214,13 @@ def run_defense(
     run: Run | None = None,
     write: bool = True,
     save_repaired: bool = True,
+    eval_limit: int | None = None,
 ) -> dict[str, Any]:
     """Run defense ``name`` on a run folder and return (and write) its figures.
 
     ``require`` (e.g. ``"data-sanitizer"``) rejects defenses of another protocol. The result is written
     to ``DIR/defenses/NAME.json``; a repaired model also to ``DIR/defenses/NAME.safetensors``.
+    ``eval_limit`` scores on a seeded class-balanced sample of that many evaluation images.
     """
     from .metrics.detection import detection_report, measure, precision_recall, repair_report
 
@@ -231,6 +233,9 @@ def run_defense(
     r = run or load_run(run_dir)
     p, cfg, model, attack = r.prepared, r.prepared.cfg, r.model, r.prepared.attack
     clean, evaluation = defender_split(p.splits.test, clean_fraction, seed)
+    if eval_limit is not None and eval_limit < len(evaluation):
+        # a seeded class-balanced sample of the evaluation part, for quick runs (the demo)
+        evaluation = evaluation.per_class(max(1, eval_limit // evaluation.num_classes), seed=seed)
     eval_seed = cfg.seed + 1
     out: dict[str, Any] = {
         "defense": name,

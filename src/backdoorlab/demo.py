@@ -173,7 +173,9 @@ def _run_defenses(
     run = load_run(run_dirs[label])
     rows = []
     for name in names:
-        r = run_defense(name, run_dirs[label], run=run, seed=seed, save_repaired=False)
+        r = run_defense(
+            name, run_dirs[label], run=run, seed=seed, save_repaired=False, eval_limit=2000
+        )
         row = {"defense": name, "on": label, "protocol": r["protocol"], "auroc": r.get("auroc")}
         if r["protocol"] == "input-detector":
             row["detail"] = (
