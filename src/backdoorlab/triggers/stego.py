@@ -56,11 +56,11 @@ def lsb_encode(x: torch.Tensor, message: str, bits: int = 2) -> torch.Tensor:
     """Hide ``message`` (repeated) in the ``bits`` LSBs of ``round(255 x)`` of every image."""
     n = x.shape[0]
     per = math.prod(x.shape[1:])
-    q = torch.round(x.detach().clamp(0, 1) * 255).to(torch.long).reshape(n, per)
-    payload = lsb_payload(message, bits, per).to(x.device)
-    mask = (1 << bits) - 1
-    q2 = (q & ~mask) | payload
-    return (q2.to(x.dtype) / 255).reshape(x.shape)
+    # uint8 arithmetic: 8x less memory traffic than int64
+    q = torch.round(x.detach().clamp(0, 1) * 255).to(torch.uint8).reshape(n, per)
+    payload = lsb_payload(message, bits, per).to(device=x.device, dtype=torch.uint8)
+    keep = 0xFF ^ ((1 << bits) - 1)
+    return (((q & keep) | payload).to(x.dtype) / 255).reshape(x.shape)
 
 
 def lsb_decode(x: torch.Tensor, bits: int = 2, n_chars: int = 11) -> list[str]:
