@@ -267,12 +267,12 @@ def _write_report(tmp: Path, summary: dict[str, Any], picture: Any) -> None:
         dsec = (
             "<h2>Defenses</h2><p>Each defense sees only the model, a clean defender split of the test "
             "set (and, for sanitisers, the training set); figures are scored afterwards.</p>"
-            "<table><tr><th>defense</th><th>on model</th><th>kind</th><th>AUROC</th><th>result</th></tr>"
+            '<table class="def"><tr><th>defense</th><th>on model</th><th>kind</th><th>AUROC</th><th>result</th></tr>'
             + "".join(dcells)
             + "</table>"
         )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>backdoorlab demo</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:64em}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #bbb;padding:4px 10px;text-align:right}}td:first-child,td:nth-child(2){{text-align:left}}img{{image-rendering:pixelated;max-width:100%}}</style></head>
+<style>body{{font-family:sans-serif;margin:2em;max-width:64em}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #bbb;padding:4px 10px;text-align:right}}td:first-child,td:nth-child(2){{text-align:left}}img{{image-rendering:pixelated;max-width:100%}}table.def td{{text-align:left}}</style></head>
 <body><h1>backdoorlab demo</h1>
 <p>Data: <b>{html.escape(summary["data"])}</b>, {summary["epochs"]} epochs per model, seed {summary["seed"]}, {summary["seconds"]:.0f} s.
 Clean accuracy is on the clean test set; ASR (attack success rate) is the fraction of triggered test images whose true class is not the target that the model assigns to the target; the clean model's ASR shows what the trigger does without a backdoor.</p>
