@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from backdoorlab.attacks.badnets import BadNets
+from backdoorlab.cli import main
 from backdoorlab.data import Splits
 from backdoorlab.errors import ModelError
 from backdoorlab.models import create_model, export_torchscript, save_model
-from backdoorlab.scan import bar_chart, load_scan_model, main_for_tests, model_detectors
+from backdoorlab.scan import bar_chart, load_scan_model, model_detectors
 from backdoorlab.train import TrainSpec, fit
 
 TARGET = 3
@@ -74,7 +75,7 @@ def _bare_weights(d: Path) -> str:
 
 
 def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    rc = main_for_tests(["scan", *args])
+    rc = main(["scan", *args])
     out, err = capsys.readouterr()
     return rc, out, err
 

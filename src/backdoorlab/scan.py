@@ -18,7 +18,6 @@ import importlib
 import inspect
 import json
 import pkgutil
-import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -31,7 +30,7 @@ from torch import nn
 
 from .data.core import ImageData
 from .defenses.base import DEFENSES, ModelDetector, ScanResult
-from .errors import BackdoorLabError, ConfigError, DataError, ModelError
+from .errors import ConfigError, DataError, ModelError
 from .utils import atomic_dir, atomic_write_json, resolve_device
 
 ONNX_HINT = (
@@ -611,22 +610,3 @@ def register_cli(subparsers: Any) -> argparse.ArgumentParser:
     sp.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto [auto]")
     sp.set_defaults(func=cmd_scan)
     return sp
-
-
-def main_for_tests(argv: Sequence[str]) -> int:
-    """Run ``backdoorlab scan ...`` (argv without the program name) as the CLI would; returns the exit code."""
-    from .cli import _Parser
-
-    p = _Parser(prog="backdoorlab")
-    p.add_argument("--debug", action="store_true")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    register_cli(sub)
-    args = p.parse_args(list(argv))
-    try:
-        rc: int = args.func(args)
-        return rc
-    except BackdoorLabError as e:
-        if args.debug:
-            raise
-        print(f"backdoorlab {args.command}: error: {e}", file=sys.stderr)
-        return 2

@@ -56,6 +56,7 @@ from ..models.zoo import MODELS, create_model
 from ..train.loop import TrainSpec, fit
 from ..triggers.base import Trigger
 from ..triggers.patch import PatchTrigger
+from ..utils import eval_mode, model_device
 from .base import ATTACKS, PoisonedData, PoisoningAttack
 
 
@@ -232,14 +233,9 @@ def pgd_linf(
     on ``x``'s device; the model's parameters get no gradients. The result satisfies
     ``|x_adv - x| <= eps`` and ``0 <= x_adv <= 1``.
     """
-    was_training = model.training
-    model.eval()
-    try:
-        dev = next(model.parameters()).device
-    except StopIteration:
-        dev = torch.device("cpu")
+    dev = model_device(model)
     out = []
-    try:
+    with eval_mode(model):
         for i in range(0, len(x), batch_size):
             xb = x[i : i + batch_size].detach()
             yb = y[i : i + batch_size]
@@ -257,6 +253,4 @@ def pgd_linf(
                     delta = (delta + step_size * grad.sign()).clamp(-eps, eps)
                     delta = (xb + delta).clamp(0, 1) - xb
             out.append((xb + delta).clamp(0, 1).detach().to(x.device))
-    finally:
-        model.train(was_training)
     return torch.cat(out)

@@ -38,7 +38,7 @@ from ..data.core import ImageData
 from ..errors import ConfigError, ModelError
 from ..train.evaluate import accuracy
 from ..train.loop import TrainSpec, fit
-from ..utils import make_generator, resolve_device
+from ..utils import make_generator, model_device, resolve_device
 from .base import DEFENSES, ModelRepair
 
 
@@ -69,7 +69,7 @@ class _MaskedNet(nn.Module):
         object.__setattr__(self, "net", net)  # frozen, deliberately not a submodule
         self.eps, self.steps = eps, steps
         self.layers = neuron_layers(net)
-        dev = next(net.parameters()).device
+        dev = model_device(net)
         chans = [_channels(m) for _, m in self.layers]
         self.masks = nn.ParameterList([nn.Parameter(torch.ones(c, device=dev)) for c in chans])
         self.delta = [torch.zeros(c, device=dev) for c in chans]

@@ -34,15 +34,8 @@ from ..data.core import ImageData
 from ..errors import ConfigError, ModelError
 from ..train.evaluate import accuracy
 from ..train.loop import TrainSpec, fit
+from ..utils import model_device
 from .base import DEFENSES, ModelRepair
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """Device of the model's first parameter (CPU for a parameter-less module)."""
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
 
 
 @torch.no_grad()

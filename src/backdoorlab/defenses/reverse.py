@@ -41,7 +41,7 @@ from torch.nn import functional as F
 
 from ..data.core import ImageData
 from ..errors import ConfigError, ModelError
-from ..utils import make_generator, resolve_device
+from ..utils import make_generator, model_device
 
 EPS = 1e-7
 
@@ -155,16 +155,6 @@ def frozen(model: nn.Module) -> Iterator[nn.Module]:
         for p, f in zip(params, flags, strict=True):
             p.requires_grad_(f)
         model.train(was_training)
-
-
-def model_device(model: nn.Module, device: str | torch.device | None = None) -> torch.device:
-    """The device to run on: the model's own (or ``device`` when given and not "auto")."""
-    if device is not None and str(device) != "auto":
-        return resolve_device(device)
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
 
 
 def _init_params(

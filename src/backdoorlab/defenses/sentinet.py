@@ -41,9 +41,8 @@ from torch.nn import functional as F
 from ..data.core import ImageData
 from ..errors import ConfigError, DataError, ModelError
 from ..metrics.detection import threshold_at_fpr
-from ..utils import make_generator
+from ..utils import eval_mode, make_generator, model_device
 from .base import DEFENSES, InputDetector
-from .features import eval_mode, model_device
 
 
 def gradcam(

@@ -43,9 +43,8 @@ from torch import nn
 from ..data.core import ImageData
 from ..errors import ConfigError, DataError
 from ..metrics.detection import threshold_at_fpr
-from ..utils import make_generator
+from ..utils import eval_mode, make_generator, model_device
 from .base import DEFENSES, InputDetector
-from .features import eval_mode, model_device
 
 BLENDS = ("add", "add-clip", "average")
 

@@ -25,9 +25,9 @@ from torch import nn
 from ..data.core import ImageData
 from ..errors import ConfigError
 from ..train.loop import TrainSpec, fit
+from ..utils import model_device
 from .base import DEFENSES, ModelRepair, ScanResult
 from .neural_cleanse import NeuralCleanse
-from .reverse import model_device
 
 
 def stamp_fraction(

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..data.core import ImageData
+from ..utils import eval_mode, model_device
 
 
 @torch.no_grad()
@@ -19,16 +20,11 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.
 @torch.no_grad()
 def logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """Model outputs ``(N, K)`` on CPU for images ``x``, batched, in eval mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        dev = next(model.parameters()).device
-    except StopIteration:
-        dev = torch.device("cpu")
-    outs = [
-        model(x[i : i + batch_size].to(dev)).float().cpu() for i in range(0, len(x), batch_size)
-    ]
-    model.train(was_training)
+    dev = model_device(model)
+    with eval_mode(model):
+        outs = [
+            model(x[i : i + batch_size].to(dev)).float().cpu() for i in range(0, len(x), batch_size)
+        ]
     return torch.cat(outs) if outs else torch.empty(0)
 
 
