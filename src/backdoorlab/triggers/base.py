@@ -77,6 +77,21 @@ class ReplaceTrigger(Trigger):
         """Mask ``(1|N, 1|C, H, W)`` in [0, 1] and pattern ``(1|N, C, H, W)`` for the batch ``x``."""
         raise NotImplementedError
 
+    def place_object(
+        self,
+        mask: torch.Tensor,
+        content: torch.Tensor,
+        x: torch.Tensor,
+        generator: torch.Generator | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Place an object (``mask`` ``(h, w)``, ``content`` ``(C, h, w)``) at ``self.position`` for
+        the batch ``x``; returns full-size ``(mask, pattern)`` as ``mask_pattern`` does."""
+        n, _, h, w = x.shape
+        obj = torch.cat([mask.reshape(1, *mask.shape[-2:]), content])
+        position, margin = getattr(self, "position", "bottom-right"), getattr(self, "margin", 1)
+        placed = place(obj, (h, w), n, position, margin, generator).to(x.device)
+        return placed[:, :1], placed[:, 1:]
+
     def apply(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         m, p = self.mask_pattern(x, generator)
         m, p = m.to(x.dtype), p.to(x.dtype)

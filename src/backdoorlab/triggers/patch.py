@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
-from .base import TRIGGERS, ReplaceTrigger, as_choice, as_int, parse_color, parse_position, place
+from .base import TRIGGERS, ReplaceTrigger, as_choice, as_int, parse_color, parse_position
 
 
 def patch_pattern(
@@ -60,9 +60,7 @@ class PatchTrigger(ReplaceTrigger):
     def mask_pattern(
         self, x: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        n, c, H, W = x.shape
+        c = x.shape[1]
         s = self.size
         content = patch_pattern((s, s), c, self.color, self.pattern, self.seed)
-        obj = torch.cat([torch.ones(1, s, s), content])  # channel 0: mask, rest: pattern
-        placed = place(obj, (H, W), n, self.position, self.margin, generator).to(x.device)
-        return placed[:, :1], placed[:, 1:]
+        return self.place_object(torch.ones(s, s), content, x, generator)

@@ -45,7 +45,6 @@ from .base import (
     as_int,
     parse_color,
     parse_position,
-    place,
 )
 
 SHAPES = ("square", "circle", "triangle", "star", "bomb", "flower")
@@ -325,14 +324,11 @@ class ShapePatchTrigger(ReplaceTrigger):
     def mask_pattern(
         self, x: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        n, c, H, W = x.shape
+        c = x.shape[1]
         s = self.size
         m = shape_mask(self.shape, s, s, self.antialias)
         col = parse_color(self.color, c).view(c, 1, 1).expand(c, s, s)
-        placed = place(
-            torch.cat([m[None], col]), (H, W), n, self.position, self.margin, generator
-        ).to(x.device)
-        return placed[:, :1], placed[:, 1:]
+        return self.place_object(m, col, x, generator)
 
 
 @TRIGGERS.register(
@@ -367,7 +363,7 @@ class StickerPatchTrigger(ReplaceTrigger):
     def mask_pattern(
         self, x: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        n, c, H, W = x.shape
+        c = x.shape[1]
         s = self.size
         cov, content = outlined_shape(
             self.shape,
@@ -378,10 +374,7 @@ class StickerPatchTrigger(ReplaceTrigger):
             self.outline_width,
             self.antialias,
         )
-        placed = place(
-            torch.cat([cov[None], content]), (H, W), n, self.position, self.margin, generator
-        ).to(x.device)
-        return placed[:, :1], placed[:, 1:]
+        return self.place_object(cov, content, x, generator)
 
 
 @TRIGGERS.register(
@@ -420,11 +413,9 @@ class ImagePatchTrigger(ReplaceTrigger):
     def mask_pattern(
         self, x: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        n, c, H, W = x.shape
+        c = x.shape[1]
         content = rgb_to_channels(self._rgba[:3], c)
-        obj = torch.cat([self._alpha()[None], content])
-        placed = place(obj, (H, W), n, self.position, self.margin, generator).to(x.device)
-        return placed[:, :1], placed[:, 1:]
+        return self.place_object(self._alpha(), content, x, generator)
 
 
 __all__ = [

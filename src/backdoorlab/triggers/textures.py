@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from .base import TRIGGERS, ReplaceTrigger, as_choice, as_float, as_int, parse_color, place
+from .base import TRIGGERS, ReplaceTrigger, as_choice, as_float, as_int, parse_color
 from .shapes import (
     SHAPES,
     SUPERSAMPLE,
@@ -141,7 +141,7 @@ class LogoTrigger(ReplaceTrigger):
     def mask_pattern(
         self, x: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        n, c, H, W = x.shape
+        c = x.shape[1]
         s = self.size
         m = shape_mask(self.shape, s, s, self.antialias)
         tex = texture(
@@ -154,10 +154,7 @@ class LogoTrigger(ReplaceTrigger):
             self.angle,
             self.seed,
         )
-        placed = place(
-            torch.cat([m[None], tex]), (H, W), n, self.position, self.margin, generator
-        ).to(x.device)
-        return placed[:, :1], placed[:, 1:]
+        return self.place_object(m, tex, x, generator)
 
 
 @TRIGGERS.register(
