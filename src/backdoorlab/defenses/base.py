@@ -15,6 +15,7 @@ from torch import nn
 
 from ..data.core import ImageData
 from ..registry import Registry
+from ..train.loop import TrainSpec
 
 DEFENSES: Registry[Any] = Registry("defenses")
 
@@ -103,3 +104,17 @@ class ModelRepair:
     def repair(self, model: nn.Module, clean: ImageData) -> nn.Module:
         """Return a repaired copy of ``model`` (the input is left untouched)."""
         raise NotImplementedError
+
+
+def finetune_spec(defense: Any, epochs: int) -> TrainSpec:
+    """The ``TrainSpec`` of a repair's fine-tuning from its ``lr``, ``batch_size``, ``optimizer``,
+    ``seed`` and ``device`` options (the schedule is ``TrainSpec``'s default), without a progress bar."""
+    return TrainSpec(
+        epochs=epochs,
+        batch_size=defense.batch_size,
+        lr=defense.lr,
+        optimizer=defense.optimizer,
+        seed=defense.seed,
+        device=defense.device,
+        progress=False,
+    )

@@ -33,9 +33,9 @@ from torch import nn
 from ..data.core import ImageData
 from ..errors import ConfigError, ModelError
 from ..train.evaluate import accuracy
-from ..train.loop import TrainSpec, fit
+from ..train.loop import fit
 from ..utils import model_device
-from .base import DEFENSES, ModelRepair
+from .base import DEFENSES, ModelRepair, finetune_spec
 
 
 @torch.no_grad()
@@ -186,15 +186,7 @@ class FinePruning(ModelRepair):
         keep = torch.ones(c)
         keep[info["pruned_channels"]] = 0.0
         if self.finetune_epochs > 0:
-            spec = TrainSpec(
-                epochs=self.finetune_epochs,
-                batch_size=self.batch_size,
-                lr=self.lr,
-                optimizer=self.optimizer,
-                seed=self.seed,
-                device=self.device,
-                progress=False,
-            )
+            spec = finetune_spec(self, self.finetune_epochs)
             with frozen_columns(linear, column_mask(keep, per)):
                 fit(m, clean, spec)
         info["clean_acc_finetuned"] = accuracy(m, clean)

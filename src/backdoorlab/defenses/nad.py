@@ -35,7 +35,7 @@ from ..data.core import ImageData
 from ..errors import ConfigError, ModelError
 from ..train.evaluate import accuracy
 from ..train.loop import TrainSpec, fit
-from .base import DEFENSES, ModelRepair
+from .base import DEFENSES, ModelRepair, finetune_spec
 
 
 def attention_map(fm: torch.Tensor, p: float = 2.0) -> torch.Tensor:
@@ -105,15 +105,7 @@ class NAD(ModelRepair):
         self.info: dict[str, Any] = {}
 
     def _spec(self, epochs: int) -> TrainSpec:
-        return TrainSpec(
-            epochs=epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            optimizer=self.optimizer,
-            seed=self.seed,
-            device=self.device,
-            progress=False,
-        )
+        return finetune_spec(self, epochs)
 
     def teacher(self, model: nn.Module, clean: ImageData) -> nn.Module:
         """The backdoored model fine-tuned on the clean samples (a copy)."""
