@@ -71,6 +71,41 @@ def test_strip_score_shape_and_determinism(setup: dict) -> None:
     assert not torch.equal(s1, other)  # the seed picks the overlays
 
 
+def test_strip_early_stop_keeps_verdicts_with_fewer_overlays(setup: dict) -> None:
+    fixed = STRIP(n_perturb=32, adaptive=False, seed=0).fit(setup["bad"], setup["defender"])
+    fast = STRIP(n_perturb=32, seed=0).fit(setup["bad"], setup["defender"])
+    assert fixed.threshold == fast.threshold  # fit always uses every overlay
+    x = torch.cat([setup["held_out"].x[:300], setup["trig"].x[:300]])
+    v_fixed, v_fast = fixed.flag(x), fast.flag(x)
+    used = fast.overlays_used
+    assert used is not None and int(used.min()) == 8 and int(used.max()) <= 32
+    assert float(used.float().mean()) < 24  # most inputs stop early
+    assert float((v_fixed != v_fast).float().mean()) <= 0.03
+    assert torch.equal(fast.score(x), fast.score(x))  # still deterministic
+
+
+def test_inference_module_same_logits_and_fallback(setup: dict) -> None:
+    from backdoorlab.utils import inference_module
+
+    model = setup["bad"]
+    x = setup["held_out"].x[:64]
+    fast = inference_module(model, x)
+    assert isinstance(fast, torch.jit.ScriptModule)
+    with torch.no_grad():
+        assert torch.allclose(fast(x), model(x), atol=1e-4)
+    model.train()
+    inference_module(model, x)
+    assert model.training  # restored
+    model.eval()
+
+    class Dicty(torch.nn.Module):  # output is not a tensor: cannot be frozen, runs eagerly
+        def forward(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"logits": z.flatten(1)[:, :10]}
+
+    d = Dicty()
+    assert inference_module(d, x) is d
+
+
 def test_strip_passes_clean_model(setup: dict) -> None:
     det = STRIP(n_perturb=16).fit(setup["clean"], setup["defender"], frr=0.05)
     assert float(det.flag(setup["trig"].x).float().mean()) < 0.3
