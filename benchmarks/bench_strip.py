@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +22,7 @@ from backdoorlab.data import fashion_mnist_available, load_dataset
 from backdoorlab.defenses.strip import STRIP
 from backdoorlab.metrics.detection import detection_report
 from backdoorlab.models import create_model
-
-
-def best_time(fn: object, repeats: int) -> float:
-    """Best wall time of ``repeats`` calls of ``fn``."""
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()  # type: ignore[operator]
-        times.append(time.perf_counter() - t)
-    return min(times)
+from bench_triggers import best_of  # benchmarks/ is on sys.path when run as a script
 
 
 def bench_model(test_shape: tuple[int, ...]) -> tuple[torch.nn.Module, Any]:
@@ -78,14 +68,14 @@ def main() -> None:
             model(x[i : i + 1024])
 
     plain()
-    t_plain = best_time(plain, args.repeats)
+    t_plain = best_of(plain, args.repeats)
     for name, opts in (
         ("fixed-N, eager", {"adaptive": False, "jit": False}),
         ("default (early stop + frozen TorchScript)", {}),
     ):
         strip = STRIP(n_perturb=args.n_perturb, **opts).fit(model, clean)  # type: ignore[arg-type]
         strip.score(x[:256])  # warm-up
-        t_strip = best_time(lambda s=strip: s.score(x), args.repeats)  # type: ignore[misc]
+        t_strip = best_of(lambda s=strip: s.score(x), args.repeats)  # type: ignore[misc]
         scores = strip.score(x)
         used = strip.overlays_used
         rep = detection_report(scores, truth, strip.threshold)

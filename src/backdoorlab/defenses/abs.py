@@ -54,6 +54,7 @@ from ..errors import ConfigError, ModelError
 from ..utils import make_generator
 from .base import DEFENSES, ModelDetector, ScanResult
 from .layers import LayerSplit, split_model
+from .reverse import stamp
 
 MASK_EPS = 0.01  # a mask pixel counts towards the trigger size above this value
 
@@ -241,8 +242,7 @@ class ABS(ModelDetector):
         area_px = hh * ww
         for _ in range(self.steps):
             m, p = torch.sigmoid(m_logit), torch.sigmoid(p_logit)
-            xs = (1 - m.unsqueeze(1)) * x.unsqueeze(0) + (m * p).unsqueeze(1)  # (k, N, C, H, W)
-            act = split.head(xs.reshape(-1, c, hh, ww))
+            act = split.head(stamp(x, m, p))  # (k * N, C, H, W), class-major
             # size = pixels above MASK_EPS (authors' code); over the bound, an L1 push on the mask
             size = (m > MASK_EPS).flatten(1).float().sum(1) / area_px
             l1 = m.flatten(1).sum(1) / area_px

@@ -130,8 +130,8 @@ class Spectre(DataSanitizer):
         self.labels = labels
         self.batch_size = int(batch_size)
 
-    def score(self, model: nn.Module, train: ImageData) -> torch.Tensor:
-        """Per-sample QUE score ``(N,)``, divided by its class median for comparability."""
+    def _scored(self, model: nn.Module, train: ImageData) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores and the labels they were grouped by (one pass for both)."""
         reps = activations(model, train.x, self.layer, self.batch_size)
         labels = sanitizer_labels(model, train, self.labels, self.batch_size)
         out = torch.zeros(len(train))
@@ -140,10 +140,13 @@ class Spectre(DataSanitizer):
                 reps[idx], self.eps, self.k, self.alpha, self.removal_factor, self.robust_iters
             )
             out[idx] = s / s.median().clamp_min(1e-12)
-        return out
+        return out, labels
+
+    def score(self, model: nn.Module, train: ImageData) -> torch.Tensor:
+        """Per-sample QUE score ``(N,)``, divided by its class median for comparability."""
+        return self._scored(model, train)[0]
 
     def keep_mask(self, model: nn.Module, train: ImageData) -> torch.Tensor:
         """Bool ``(N,)``: drop the ``ceil(removal_factor * eps * n_c)`` top scores of each class."""
-        scores = self.score(model, train)
-        labels = sanitizer_labels(model, train, self.labels, self.batch_size)
+        scores, labels = self._scored(model, train)
         return budget_keep_mask(scores, labels, min(1.0, self.removal_factor * self.eps))
