@@ -134,3 +134,49 @@ def test_activation_clustering_flags_the_poisoned_cluster(poisoned: dict) -> Non
         float(truth[removed0].float().mean()) > 0.8
     )  # the target class's flagged cluster is poison
     assert torch.equal(keep, ac.keep_mask(poisoned["model"], data))  # deterministic
+
+
+@pytest.fixture(scope="module")
+def half_poisoned(small_splits: Splits) -> dict[str, object]:
+    """All-to-one patch poison of 10% of the training set: half of the target class."""
+    n = len(small_splits.train) // 10
+    attack = BadNets(trigger=create_trigger("patch", size=5), target=0, count=n)
+    pd = attack.poison(small_splits.train, seed=0)
+    model = fit(
+        create_model("badnets_cnn", seed=0), pd.data, TrainSpec(epochs=8, seed=0, progress=False)
+    )
+    return {"model": model, "data": pd.data, "truth": pd.is_poisoned}
+
+
+def test_loss_rule_catches_poison_that_is_half_of_its_class(half_poisoned: dict) -> None:
+    model, data, truth = half_poisoned["model"], half_poisoned["data"], half_poisoned["truth"]
+    ac = ActivationClustering()  # default: relative size + loss rule
+    keep = ac.keep_mask(model, data)
+    assert ac.report["0"]["rule"] == "loss"  # a 50/50 split: the size rule cannot fire
+    assert _recall(keep, truth) >= 0.9
+    assert [c for c, r in ac.report.items() if r["rule"] == "loss"] == ["0"]
+    assert _recall(ActivationClustering(criterion="size").keep_mask(model, data), truth) < 0.5
+    # Spectral Signatures: the squared score is symmetric at 50%; the loss-oriented one is not
+    ss = SpectralSignatures(eps=0.5, orient="loss")
+    assert _recall(ss.keep_mask(model, data), truth) >= 0.9
+
+
+def test_loss_rule_quiet_on_a_clean_model(small_splits: Splits) -> None:
+    model = fit(
+        create_model("badnets_cnn", seed=1),
+        small_splits.train,
+        TrainSpec(epochs=8, seed=1, progress=False),
+    )
+    ac = ActivationClustering(criterion="loss")
+    keep = ac.keep_mask(model, small_splits.train)
+    assert bool(keep.all()), {c: r["loss_gap"] for c, r in ac.report.items()}
+
+
+def test_bad_criterion_is_a_config_error() -> None:
+    from backdoorlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="criterion"):
+        ActivationClustering(criterion="size+magic")
+    with pytest.raises(ConfigError, match="orient"):
+        SpectralSignatures(orient="up")
+    assert ActivationClustering(criterion="either").rules == {"size", "silhouette"}

@@ -15,7 +15,13 @@ the target class holds ``r K / (1 + r K)`` poisons (0.5 for ``r = 0.1``, ``K = 1
 halves project symmetrically and the squared score cannot tell them apart (docs/defenses.md).
 
 Deviations: ``labels="predicted"`` groups by the model's predictions instead of the given labels;
-the representation layer can be the last conv map (``layer="features"``).
+the representation layer can be the last conv map (``layer="features"``). ``orient="loss"`` (ours,
+off by default) handles poisons that are half of their class: the projections on ``v`` are split
+in two by 1-D 2-means, and when the two groups' median loss quantiles (each sample's training loss
+ranked in the whole set, :func:`.features.loss_quantiles`) differ by at least ``loss_gap`` (the
+threshold calibrated for Activation Clustering's loss rule), the score becomes the *signed*
+projection pointing at the tightly fitted group -- backdoor samples are fitted far tighter than
+clean ones (Li et al., NeurIPS 2021). Otherwise the paper's squared score is kept.
 """
 
 from __future__ import annotations
@@ -25,17 +31,43 @@ from torch import nn
 
 from ..data.core import ImageData
 from ..errors import ConfigError
+from .activation_clustering import LOSS_GAP, kmeans
 from .base import DEFENSES, DataSanitizer
-from .features import activations, budget_keep_mask, class_groups, sanitizer_labels
+from .features import (
+    activations,
+    budget_keep_mask,
+    class_groups,
+    hidden_and_logits,
+    loss_quantiles,
+    sanitizer_labels,
+)
+
+ORIENTS = ("none", "loss")
 
 
-def spectral_scores(reps: torch.Tensor) -> torch.Tensor:
-    """Squared projection ``(n,)`` of centred representations ``(n, D)`` on their top right singular vector."""
+def spectral_scores(
+    reps: torch.Tensor, quantiles: torch.Tensor | None = None, loss_gap: float = LOSS_GAP
+) -> torch.Tensor:
+    """Squared projection ``(n,)`` of centred representations ``(n, D)`` on their top right singular vector.
+
+    With per-sample loss ``quantiles`` ``(n,)``: the signed projection towards the lower-loss side
+    (shifted to be >= 0, then squared) when the two sides' median quantiles differ by ``loss_gap``.
+    """
     if len(reps) < 2:
         return torch.zeros(len(reps))
     r = reps.double() - reps.double().mean(0, keepdim=True)
     _, _, vh = torch.linalg.svd(r, full_matrices=False)
-    return ((r @ vh[0]) ** 2).float()
+    p = r @ vh[0]
+    if quantiles is not None and len(p) >= 4:
+        side, _ = kmeans(p.unsqueeze(1), 2, n_init=2)
+        if bool((side == 0).any()) and bool((side == 1).any()):
+            q0, q1 = (float(quantiles[side == j].median()) for j in (0, 1))
+            if abs(q0 - q1) >= loss_gap:
+                low = int(q1 < q0)
+                sign = 1.0 if float(p[side == low].mean()) > float(p[side != low].mean()) else -1.0
+                sp = sign * p
+                return ((sp - sp.min()) ** 2).float()
+    return (p**2).float()
 
 
 @DEFENSES.register(
@@ -53,6 +85,8 @@ class SpectralSignatures(DataSanitizer):
         removal_factor: float = 1.5,
         layer: str = "hidden",
         labels: str = "given",
+        orient: str = "none",
+        loss_gap: float = LOSS_GAP,
         batch_size: int = 1024,
     ) -> None:
         if not 0 < eps <= 1:
@@ -61,6 +95,12 @@ class SpectralSignatures(DataSanitizer):
             raise ConfigError(
                 f"spectral-signatures: removal_factor must be > 0, got {removal_factor}"
             )
+        if orient not in ORIENTS:
+            raise ConfigError(
+                f"spectral-signatures: bad orient {orient!r}: expected one of {', '.join(ORIENTS)}"
+            )
+        self.orient = orient
+        self.loss_gap = float(loss_gap)
         self.eps = float(eps)
         self.removal_factor = float(removal_factor)
         self.layer = layer
@@ -69,11 +109,18 @@ class SpectralSignatures(DataSanitizer):
 
     def _scored(self, model: nn.Module, train: ImageData) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores and the labels they were grouped by (one pass for both)."""
-        reps = activations(model, train.x, self.layer, self.batch_size)
+        q: torch.Tensor | None = None
+        if self.orient == "loss":
+            reps, logits = hidden_and_logits(model, train.x, self.batch_size)
+            if self.layer != "hidden":
+                reps = activations(model, train.x, self.layer, self.batch_size)
+            q = loss_quantiles(logits, train.y)
+        else:
+            reps = activations(model, train.x, self.layer, self.batch_size)
         labels = sanitizer_labels(model, train, self.labels, self.batch_size)
         out = torch.zeros(len(train))
         for idx in class_groups(labels):
-            s = spectral_scores(reps[idx])
+            s = spectral_scores(reps[idx], None if q is None else q[idx], self.loss_gap)
             out[idx] = s / s.median().clamp_min(1e-12)
         return out, labels
 
