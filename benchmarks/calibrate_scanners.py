@@ -70,6 +70,7 @@ TROJANS: dict[str, tuple[str, str, dict[str, Any], int, float, int, bool]] = {
 }
 
 CALIBRATED = 3.2  # = backdoorlab.defenses.neural_cleanse.CALIBRATED_THRESHOLD, chosen below
+RATIO = 2.65  # = backdoorlab.defenses.neural_cleanse.RATIO_THRESHOLD, chosen below
 
 SUBSET_PER_CLASS = 1000  # 10k training images for the 3-epoch models
 
@@ -152,6 +153,7 @@ def cmd_scan(cache: Path, methods: list[str], only: str) -> None:
     """Scan every cached model with each method (20 clean test images per class); cache the verdicts."""
     import fnmatch
 
+    from backdoorlab.defenses.abs import ABS
     from backdoorlab.defenses.neural_cleanse import NeuralCleanse
     from backdoorlab.defenses.tabor import Tabor
 
@@ -177,8 +179,11 @@ def cmd_scan(cache: Path, methods: list[str], only: str) -> None:
             if out.exists():
                 continue
             model, meta = load_cached(cache, name)
-            det = NeuralCleanse() if method == "nc" else Tabor()
-            res = det.scan(model, clean)
+            if method == "abs":
+                # ABS: 10 clean images per class (docs/abs.md), both trigger kinds
+                res = ABS(seed=0).scan(model, test.per_class(10, seed=0))
+            else:
+                res = (NeuralCleanse() if method == "nc" else Tabor()).scan(model, clean)
             doc = {"model": meta, **res.to_json()}
             atomic_write_json(out, doc)
             torch.save(
@@ -192,90 +197,114 @@ def cmd_scan(cache: Path, methods: list[str], only: str) -> None:
             )
 
 
+def _ratio(r: dict[str, Any]) -> float:
+    """Second-smallest over smallest mask L1 norm (NC's default verdict statistic)."""
+    n = sorted(r["per_class"]["mask_l1"])
+    return n[1] / max(n[0], 1e-12)
+
+
+def _anomaly(r: dict[str, Any]) -> float:
+    """MAD anomaly index of the smallest-norm label (NC's paper statistic)."""
+    return float(r.get("info", {}).get("anomaly_index", r["score"]))
+
+
 def cmd_table(cache: Path, methods: list[str]) -> None:
-    """Print the calibration table (markdown) and write the score figure."""
+    """Print the calibration table (markdown): both NC statistics, clean models first."""
     rows = [json.loads(p.read_text()) for p in sorted((cache / "scans").glob("*.json"))]
     for method in methods:
-        mine = [r for r in rows if r["method"] == method]
+        mine = [r for r in rows if r["method"] == method and "mask_l1" in r["per_class"]]
         clean = [r for r in mine if r["model"]["clean"]]
         troj = [r for r in mine if not r["model"]["clean"]]
         if not mine:
             continue
-        scores = sorted(r["score"] for r in clean)
-        fp2 = sum(s > 2.0 for s in scores)
         print(f"\n### {method}\n")
-        print(
-            f"clean models: {len(clean)}; anomaly index of the smallest trigger: "
-            + ", ".join(f"{s:.2f}" for s in scores)
-        )
-        print(
-            f"false positives at threshold 2: {fp2}/{len(clean)}"
-            + (f"; largest clean score {max(scores):.2f}" if scores else "")
-        )
-        if len(scores) > 1:
+        for label, stat, thr in (
+            ("anomaly index", _anomaly, CALIBRATED),
+            ("norm ratio", _ratio, RATIO),
+        ):
+            scores = sorted(stat(r) for r in clean)
             t = torch.tensor(scores)
             print(
-                f"calibration from clean scores only: mean + 2.33 sd = "
-                f"{float(t.mean() + 2.33 * t.std()):.2f}; 1.25 x max = {1.25 * max(scores):.2f}"
+                f"{label} on {len(clean)} clean models: "
+                + ", ".join(f"{s:.2f}" for s in scores)
+                + (
+                    f"; mean + 2.33 sd = {float(t.mean() + 2.33 * t.std()):.2f}, "
+                    f"1.25 x max = {1.25 * max(scores):.2f}"
+                    if len(scores) > 1
+                    else ""
+                )
+                + f"; threshold {thr}: clean flagged {sum(s > thr for s in scores)}/{len(scores)}, "
+                f"trojans flagged {sum(stat(r) > thr for r in troj)}/{len(troj)}"
             )
         print(
-            f"\n| model | CA | ASR | score | flagged (>2) | flagged (>{CALIBRATED}) | suspects "
-            "| true target | found |"
+            f"\n| model | CA | ASR | anomaly index | > {CALIBRATED} | norm ratio | > {RATIO} "
+            "| smallest-norm class | true target |"
         )
         print("|---|---|---|---|---|---|---|---|---|")
         for r in clean + troj:
             m = r["model"]
-            tgt = m.get("target")
-            found = "" if tgt is None else ("yes" if tgt in r["suspect_targets"] else "no")
+            tgt = None if m["clean"] else m.get("target", 0)
             asr = "" if m.get("asr") is None else f"{m['asr']:.3f}"
+            n = r["per_class"]["mask_l1"]
+            low = (r.get("info", {}).get("classes") or list(range(len(n))))[n.index(min(n))]
             print(
-                f"| {m['name']} | {m['clean_acc']:.3f} | {asr} | {r['score']:.2f} | "
-                f"{'yes' if r['flagged'] else 'no'} | {'yes' if r['score'] > CALIBRATED else 'no'} | "
-                f"{r['suspect_targets']} | "
-                f"{'' if tgt is None else tgt} | {found} |"
+                f"| {m['name']} | {m['clean_acc']:.3f} | {asr} | {_anomaly(r):.2f} | "
+                f"{'yes' if _anomaly(r) > CALIBRATED else 'no'} | {_ratio(r):.2f} | "
+                f"{'yes' if _ratio(r) > RATIO else 'no'} | {low} | {'' if tgt is None else tgt} |"
             )
     _figure(cache, rows, methods)
 
 
 def _figure(cache: Path, rows: list[dict[str, Any]], methods: list[str]) -> None:
-    """Strip plot of scores: clean vs trojaned models, per method, with the threshold (Pillow)."""
+    """Strip plots (Pillow): clean vs trojaned models, per method, for both NC statistics."""
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default()
-    W, H, left, top = 720, 120 + 90 * len(methods), 150, 40
-    img = Image.new("RGB", (W, H), "white")
+    rows = [r for r in rows if "mask_l1" in r.get("per_class", {})]
+    panels = [
+        (m, label, stat, lines)
+        for m in methods
+        for label, stat, lines in (
+            ("anomaly index (paper)", _anomaly, ((2.0, "paper: 2"), (CALIBRATED, f"{CALIBRATED}"))),
+            ("norm ratio (default)", _ratio, ((RATIO, f"threshold {RATIO}"),)),
+        )
+        if any(r["method"] == m for r in rows)
+    ]
+    W, left, ph = 720, 170, 110
+    img = Image.new("RGB", (W, 40 + ph * len(panels)), "white")
     d = ImageDraw.Draw(img)
-    vals = [max(-1.0, min(r["score"], 12.0)) for r in rows] + [2.0, CALIBRATED]
-    lo, hi = min(vals) - 0.5, max(vals) + 0.5
-
-    def xpos(v: float) -> float:
-        return left + (max(-1.0, min(v, 12.0)) - lo) / (hi - lo) * (W - left - 30)
-
     d.text(
         (10, 10),
-        "anomaly index of the smallest reversed trigger (clipped to [-1, 12])",
+        "scanner scores of clean (green) and trojaned (red) models",
         fill="black",
         font=font,
     )
-    for i, method in enumerate(methods):
+    for i, (method, label, stat, lines) in enumerate(panels):
+        mine = [r for r in rows if r["method"] == method]
+        vals = [min(stat(r), 12.0) for r in mine] + [v for v, _ in lines]
+        lo, hi = min(vals) - 0.3, max(vals) + 0.3
+        y0 = 40 + i * ph
+
+        def xpos(v: float, lo: float = lo, hi: float = hi) -> float:
+            return left + (min(v, 12.0) - lo) / (hi - lo) * (W - left - 30)
+
+        d.text((10, y0), f"{method}: {label}", fill="black", font=font)
         for j, kind in enumerate(("clean", "trojaned")):
-            y = top + i * 90 + j * 35 + 20
-            d.text((10, y - 6), f"{method} {kind}", fill="black", font=font)
+            y = y0 + 25 + j * 30
+            d.text((10, y - 6), kind, fill="black", font=font)
             d.line([(left, y), (W - 30, y)], fill=(200, 200, 200))
-            for r in rows:
-                if r["method"] != method or r["model"]["clean"] != (kind == "clean"):
+            for r in mine:
+                if r["model"]["clean"] != (kind == "clean"):
                     continue
-                x = xpos(r["score"])
+                x = xpos(stat(r))
                 c = (40, 120, 40) if kind == "clean" else (200, 40, 40)
                 d.ellipse([x - 4, y - 4, x + 4, y + 4], outline=c, width=2)
-    x2 = xpos(2.0)
-    d.line([(x2, top), (x2, H - 30)], fill=(0, 0, 220), width=1)
-    d.text((x2 + 3, H - 28), "paper: 2", fill=(0, 0, 220), font=font)
-    xc = xpos(CALIBRATED)
-    d.line([(xc, top), (xc, H - 30)], fill=(230, 120, 0), width=2)
-    d.text((xc + 3, H - 28), f"calibrated: {CALIBRATED}", fill=(230, 120, 0), font=font)
-    for v in range(int(lo) + 1, int(hi) + 1):
-        d.text((xpos(v) - 3, H - 14), str(v), fill="black", font=font)
+        for v, text in lines:
+            x = xpos(v)
+            d.line([(x, y0 + 12), (x, y0 + 80)], fill=(230, 120, 0), width=2)
+            d.text((x + 3, y0 + 82), text, fill=(230, 120, 0), font=font)
+        for v in range(int(lo) + 1, int(hi) + 1):
+            d.text((xpos(v) - 3, y0 + 94), str(v), fill="black", font=font)
     out = Path(__file__).resolve().parents[1] / "docs" / "img" / "scanner_calibration.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     img.save(out)

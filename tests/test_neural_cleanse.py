@@ -25,8 +25,8 @@ from backdoorlab.models import create_model
 from backdoorlab.train import TrainSpec, evaluate, fit
 
 TARGET = 3
-# tiny settings for speed; the paper's threshold 2 (the shipped default is calibrated on full-size runs)
-FAST = dict(per_class=8, batch_size=16, max_epochs=20, early_stop_patience=8, threshold=2.0)
+# tiny settings for speed; the default verdict (norm ratio > 2.65)
+FAST = dict(per_class=8, batch_size=16, max_epochs=20, early_stop_patience=8)
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +58,38 @@ def test_registered() -> None:
     assert {"nc", "tabor", "nc-unlearning"} <= set(DEFENSES.names())
     assert NeuralCleanse().threshold == CALIBRATED_THRESHOLD > PAPER_THRESHOLD
     assert Tabor().threshold == CALIBRATED_THRESHOLD
+    assert NeuralCleanse().criterion == Tabor().criterion == "ratio"
+
+
+def test_verdict_ratio_and_mad_criteria() -> None:
+    from backdoorlab.defenses.neural_cleanse import RATIO_THRESHOLD, verdict
+    from backdoorlab.defenses.reverse import ReverseResult
+
+    def result(norms: list[float]) -> ReverseResult:
+        k = len(norms)
+        return ReverseResult(
+            targets=list(range(k)),
+            masks=torch.zeros(k, 1, 4, 4),
+            patterns=torch.zeros(k, 1, 4, 4),
+            norms=torch.tensor(norms),
+            success=torch.ones(k),
+            reached=torch.ones(k, dtype=torch.bool),
+            epochs=torch.ones(k, dtype=torch.long),
+            cost=torch.zeros(k),
+        )
+
+    # a trojan: one trigger 4x smaller than the next -> flagged by the ratio rule
+    troj = verdict("nc", result([10.0, 40, 45, 50, 52, 55, 60]), 3.2, 0.0, criterion="ratio")
+    assert troj.flagged and troj.suspect_targets == [0] and troj.score == pytest.approx(4.0)
+    assert troj.info["anomaly_index"] > 3.2 and troj.info["threshold"] == RATIO_THRESHOLD
+    # a clean model whose norms barely spread: tiny MAD inflates the anomaly index, not the ratio
+    clean = [20.0, 29.5, 33.4, 41.0, 41.9, 45.7, 46.0, 47.3, 48.2, 69.0]
+    by_ratio = verdict("nc", result(clean), 3.2, 0.0, criterion="ratio")
+    by_mad = verdict("nc", result(clean), 3.2, 0.0, criterion="mad")
+    assert not by_ratio.flagged and by_ratio.score < RATIO_THRESHOLD
+    assert by_mad.flagged and by_mad.score > 3.2
+    with pytest.raises(Exception, match="criterion"):
+        NeuralCleanse(criterion="median")
 
 
 def test_mad_anomaly_matches_hand_computation() -> None:
@@ -124,9 +156,8 @@ def test_tabor_regularisers_and_flag(models: dict, small_splits: Splits) -> None
     v = torch.zeros(1, 1, 3, 3)
     v[0, 0, 1, 1] = 1.0
     assert float(total_variation(v)[0]) == pytest.approx(4.0)  # four neighbours differ by 1
-    res = Tabor(per_class=6, max_epochs=15, early_stop_patience=8, threshold=2.0).scan(
-        models["trojan"], small_splits.test
-    )
+    tabor = Tabor(per_class=6, max_epochs=15, early_stop_patience=8, criterion="mad", threshold=2.0)
+    res = tabor.scan(models["trojan"], small_splits.test)
     assert res.method == "tabor"
     assert res.flagged and res.suspect_targets[0] == TARGET
 

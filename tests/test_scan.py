@@ -19,7 +19,8 @@ from backdoorlab.scan import bar_chart, load_scan_model, model_detectors
 from backdoorlab.train import TrainSpec, fit
 
 TARGET = 3
-FAST = ["--opt", "max_epochs=15", "--opt", "early_stop_patience=8", "--opt", "threshold=2"]
+# budget run; the default verdict (norm ratio): on this 3-epoch LeNet the MAD index is 1.5-2.3
+FAST = ["--opt", "max_epochs=25", "--opt", "early_stop_patience=10"]
 
 
 class Evil:
@@ -103,7 +104,7 @@ def test_scan_cli_end_to_end(files: dict[str, Path], capsys: pytest.CaptureFixtu
     assert rc == 0, err
     doc = json.loads(out_json.read_text())
     assert {"flagged", "score", "suspect_targets", "method", "per_class", "seconds"} <= set(doc)
-    assert doc["method"] == "nc" and doc["flagged"] is True
+    assert doc["method"] == "nc" and doc["flagged"] is True, doc
     assert doc["suspect_targets"][0] == TARGET and doc["score"] > 2
     assert doc["model"]["format"] == "torchscript" and doc["model"]["labels"] == "predicted"
     assert len(doc["per_class"]["mask_l1"]) == 10

@@ -410,12 +410,17 @@ def write_report(
     with atomic_dir(out_dir) as tmp:
         for name, r in results.items():
             thr = float(r.info.get("threshold", 2.0))
+            ai_thr = float(r.info.get("anomaly_threshold", thr))
+            what = {
+                "ratio": "second-smallest / smallest mask norm",
+                "mad": "anomaly index of the smallest trigger",
+            }.get(str(r.info.get("criterion", "")), "higher = more suspicious")
             idx = r.per_class.get("anomaly_index")
             if not (isinstance(idx, list) and all(isinstance(v, int | float) for v in idx)):
                 idx = None
             sec = [
                 f"<h2>{html.escape(name)}: {'flagged' if r.flagged else 'not flagged'}</h2>",
-                f"<p>score (anomaly index of the smallest trigger) = {r.score:.3f}, threshold "
+                f"<p>score ({html.escape(what)}) = {r.score:.3f}, threshold "
                 f"{thr:g}; suspect targets: {html.escape(', '.join(map(str, r.suspect_targets)) or 'none')}; "
                 f"{r.seconds:.1f} s</p>",
             ]
@@ -437,7 +442,7 @@ def write_report(
                     for i, c in enumerate(r.info.get("classes") or range(len(idx)))
                     if c in r.suspect_targets
                 ]
-                chart = bar_chart(idx, thr, labels, f"{name}: anomaly index per class", hl)
+                chart = bar_chart(idx, ai_thr, labels, f"{name}: anomaly index per class", hl)
                 save_png(chart, tmp / f"{name}_anomaly.png")
                 sec.append(
                     f'<figure><img src="{html.escape(name)}_anomaly.png" alt="anomaly index">'

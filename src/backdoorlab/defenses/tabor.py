@@ -16,8 +16,10 @@ Weights ``(lambda1..lambda6) = (1e-6, 1e-5, 1e-7, 1e-8, 0, 1e-2)``, those of the
 (github.com/UsmannK/TABOR, also TrojanZoo's default). NC's dynamically scheduled ``lambda * |m|_1``
 term is kept (as in the released code), and the optimisation runs batched over all classes through
 :func:`backdoorlab.defenses.reverse.reverse_triggers`. Detection (Sec. 4.3) is the MAD outlier test
-over the per-class restored-trigger L1 norms; the threshold is NC's calibrated 3.2 (the paper's 2
-flagged both clean ``badnets_cnn`` models, scores 2.21 and 2.61; see ``docs/scanning.md``).
+over the per-class restored-trigger L1 norms (``criterion="mad"``; NC's calibrated 3.2 -- the
+paper's 2 flagged both clean ``badnets_cnn`` models, scores 2.21 and 2.61); by default, as for NC,
+the verdict is the ratio of the second-smallest to the smallest norm above 2.65 (see
+:mod:`.neural_cleanse` and ``docs/scanning.md``).
 
 Deviations: the paper's trigger quality metric for ranking restored triggers (Sec. 4.3) is not
 used; detection uses the mask L1 norm as in NC, with the threshold calibrated on clean models in
@@ -34,7 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .base import DEFENSES
-from .neural_cleanse import CALIBRATED_THRESHOLD, NeuralCleanse
+from .neural_cleanse import CALIBRATED_THRESHOLD, RATIO_THRESHOLD, NeuralCleanse
 from .reverse import ExtraLoss
 
 TABOR_WEIGHTS = (1e-6, 1e-5, 1e-7, 1e-8, 0.0, 1e-2)
@@ -90,6 +92,8 @@ class Tabor(NeuralCleanse):
     def __init__(
         self,
         threshold: float = CALIBRATED_THRESHOLD,
+        criterion: str = "ratio",
+        ratio_threshold: float = RATIO_THRESHOLD,
         per_class: int | None = 20,
         max_epochs: int = 40,
         batch_size: int = 32,
@@ -104,6 +108,8 @@ class Tabor(NeuralCleanse):
     ) -> None:
         super().__init__(
             threshold=threshold,
+            criterion=criterion,
+            ratio_threshold=ratio_threshold,
             per_class=per_class,
             max_epochs=max_epochs,
             batch_size=batch_size,
