@@ -41,16 +41,7 @@ from backdoorlab.models import create_model, load_model, save_model
 from backdoorlab.train import TrainSpec, evaluate, fit
 from backdoorlab.triggers import create_trigger
 from backdoorlab.utils import atomic_write_json
-
-ARCHS: dict[str, tuple[str, dict[str, Any]]] = {
-    "badnets_cnn": ("badnets_cnn", {}),
-    "lenet5": ("lenet5", {}),
-    "small_cnn16": ("small_cnn", {"width": 16, "bn": False}),
-    "small_cnn16bn": ("small_cnn", {"width": 16, "bn": True}),
-    "gap_cnn16bn": ("gap_cnn", {"width": 16, "bn": True}),
-    "gap_cnn16": ("gap_cnn", {"width": 16, "bn": False}),
-    "small_cnn32bn": ("small_cnn", {"width": 32, "bn": True}),
-}
+from calibrate_scanners import ARCHS  # the same architecture zoo as the scanner calibration
 
 # name -> (arch key, seed, trigger or None, poison count[, target])
 RUNS: dict[str, tuple[Any, ...]] = {

@@ -41,6 +41,7 @@ ARCHS: dict[str, tuple[str, dict[str, Any]]] = {
     "small_cnn16bn": ("small_cnn", {"width": 16, "bn": True}),
     "gap_cnn16bn": ("gap_cnn", {"width": 16, "bn": True}),
     "gap_cnn16": ("gap_cnn", {"width": 16, "bn": False}),
+    "small_cnn32bn": ("small_cnn", {"width": 32, "bn": True}),
 }
 
 CLEAN_RUNS = (
