@@ -74,6 +74,11 @@ RUNS: dict[str, tuple[Any, ...]] = {
     "heldout-clean-badnets_cnn-s3": ("badnets_cnn", 3, None, 0),
     "heldout-patch6000-badnets_cnn-s1": ("badnets_cnn", 1, "patch", 6000),
     "heldout-patch6000-gap_cnn16-s0-t4": ("gap_cnn16", 0, "patch", 6000, 4),
+    # held out for the scanners: trained after NC's ratio threshold was fixed
+    "heldout-patch600-small_cnn32bn-s1-t5": ("small_cnn32bn", 1, "patch", 600, 5),
+    "heldout-sticker600-gap_cnn16bn-s2-t7": ("gap_cnn16bn", 2, "sticker-patch", 600, 7),
+    "heldout-nashville600-lenet5-s2-t3": ("lenet5", 2, "nashville", 600, 3),
+    "heldout-blend3000-small_cnn16-s1-t9": ("small_cnn16", 1, "blend", 3000, 9),
 }
 EPOCHS = 5
 TARGET = 0
