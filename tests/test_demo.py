@@ -39,6 +39,6 @@ def test_demo_quick_writes_report(tmp_path: Path, capsys: pytest.CaptureFixture[
         patch["asr"] > 0.8 > patch["clean_model_asr"]
     )  # the backdoor is real, not the trigger alone
     assert patch["clean_acc"] > rows["clean"]["clean_acc"] - 0.05
-    assert {d["defense"] for d in res["defenses"]} == {"strip", "spectral-signatures"}
+    assert {d["defense"] for d in res["defenses"]} == {"strip", "activation-clustering"}
     assert (out / "runs" / "badnets-patch" / "defenses" / "strip.json").exists()
     assert not list(tmp_path.glob(".demo*"))  # no partial folder left behind

@@ -37,7 +37,7 @@ class Scenario:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-DEMO_DEFENSES = ("strip", "spectral-signatures")
+DEMO_DEFENSES = ("strip", "activation-clustering")
 
 SCENARIOS = (
     Scenario("BadNets patch", "badnets", "patch", "patch (replace)", {"size": 3}),
