@@ -79,6 +79,11 @@ RUNS: dict[str, tuple[Any, ...]] = {
     "heldout-sticker600-gap_cnn16bn-s2-t7": ("gap_cnn16bn", 2, "sticker-patch", 600, 7),
     "heldout-nashville600-lenet5-s2-t3": ("lenet5", 2, "nashville", 600, 3),
     "heldout-blend3000-small_cnn16-s1-t9": ("small_cnn16", 1, "blend", 3000, 9),
+    # held out, other training lengths: (arch, seed, trigger, count, target, epochs)
+    "heldout-clean-badnets_cnn-s4-e10": ("badnets_cnn", 4, None, 0, 0, 10),
+    "heldout-clean-small_cnn16bn-s3-e10": ("small_cnn16bn", 3, None, 0, 0, 10),
+    "heldout-clean-lenet5-s3-e2": ("lenet5", 3, None, 0, 0, 2),
+    "heldout-clean-gap_cnn16bn-s4-e10": ("gap_cnn16bn", 4, None, 0, 0, 10),
 }
 EPOCHS = 5
 TARGET = 0
@@ -99,6 +104,7 @@ def cmd_train(cache: Path, only: str) -> None:
     mdir.mkdir(parents=True, exist_ok=True)
     for name, (key, seed, trig, count, *rest) in RUNS.items():
         target = rest[0] if rest else TARGET
+        epochs = rest[1] if len(rest) > 1 else EPOCHS
         meta_path = mdir / f"{name}.meta.json"
         if meta_path.exists() or not fnmatch.fnmatch(name, only or "*"):
             continue
@@ -107,7 +113,7 @@ def cmd_train(cache: Path, only: str) -> None:
         train = attack.poison(s.train, seed=seed).data if attack else s.train
         t0 = time.perf_counter()
         model = create_model(arch, num_classes=10, input_shape=(1, 28, 28), seed=seed, **mopts)
-        fit(model, train, TrainSpec(epochs=EPOCHS, seed=seed, device="cpu", progress=False))
+        fit(model, train, TrainSpec(epochs=epochs, seed=seed, device="cpu", progress=False))
         ev = evaluate(model, s.test, attack)
         save_model(model, mdir / f"{name}.safetensors")
         meta = {
@@ -117,6 +123,7 @@ def cmd_train(cache: Path, only: str) -> None:
             "trigger": trig,
             "count": count,
             "target": target,
+            "epochs": epochs,
             "clean": trig is None,
             "clean_acc": ev["clean_acc"],
             "asr": ev.get("asr"),
