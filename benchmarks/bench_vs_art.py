@@ -132,10 +132,7 @@ def main() -> None:
         ("ours_ss", SpectralSignatures(eps=eps)),
     ):
         t = time.perf_counter()
-        scores = san.score(model, train)
-        keep = (
-            scores < 2.0 if isinstance(san, ActivationClustering) else san.keep_mask(model, train)
-        )
+        scores, keep = san.score_and_keep(model, train)
         secs = time.perf_counter() - t
         results[name] = {
             "seconds": secs,

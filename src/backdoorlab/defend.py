@@ -262,8 +262,9 @@ def run_defense(
     elif isinstance(defense, DataSanitizer):
         train = r.poisoned.data
         with measure() as cost:
-            scores = torch.as_tensor(defense.score(model, train)).flatten()
-            keep = torch.as_tensor(defense.keep_mask(model, train)).flatten().bool()
+            s, k = defense.score_and_keep(model, train)
+            scores = torch.as_tensor(s).flatten()
+            keep = torch.as_tensor(k).flatten().bool()
         truth = r.poisoned.is_poisoned
         out.update(detection_report(scores, truth))
         removed = precision_recall((~keep).double(), truth, 0.5)

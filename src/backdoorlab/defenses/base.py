@@ -95,6 +95,43 @@ class DataSanitizer:
         """Bool ``(N,)`` of samples to keep."""
         raise NotImplementedError
 
+    def score_and_keep(
+        self, model: nn.Module, train: ImageData
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores and keep-mask together; sanitisers whose mask follows from their scores do the work once."""
+        return self.score(model, train), self.keep_mask(model, train)
+
+
+class BudgetSanitizer(DataSanitizer):
+    """A sanitiser that scores per class and drops the ``ceil(removal_factor * eps * n_c)`` top scores.
+
+    Subclasses set ``eps`` and ``removal_factor`` and implement ``_scored`` (scores and the labels
+    they were grouped by, from one pass over the training set).
+    """
+
+    eps: float
+    removal_factor: float
+
+    def _scored(self, model: nn.Module, train: ImageData) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def score(self, model: nn.Module, train: ImageData) -> torch.Tensor:
+        """Per-sample score ``(N,)``, divided by its class median for comparability."""
+        return self._scored(model, train)[0]
+
+    def keep_mask(self, model: nn.Module, train: ImageData) -> torch.Tensor:
+        """Bool ``(N,)``: drop the ``ceil(removal_factor * eps * n_c)`` top scores of each class."""
+        return self.score_and_keep(model, train)[1]
+
+    def score_and_keep(
+        self, model: nn.Module, train: ImageData
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores and the budget keep-mask from one scoring pass."""
+        from .features import budget_keep_mask
+
+        scores, labels = self._scored(model, train)
+        return scores, budget_keep_mask(scores, labels, min(1.0, self.removal_factor * self.eps))
+
 
 class ModelRepair:
     """Remove a backdoor from a model using a few clean samples."""

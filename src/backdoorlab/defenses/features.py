@@ -105,31 +105,49 @@ def activations(
     raise ConfigError(f"bad layer {layer!r}: expected 'hidden' or 'features'")
 
 
+def reps_and_logits(
+    model: nn.Module, x: torch.Tensor, layer: str = "hidden", batch_size: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Representations ``(N, D)`` at ``layer`` and logits ``(N, K)``; one pass for the last hidden layer."""
+    if layer == "hidden":
+        return hidden_and_logits(model, x, batch_size)
+    return activations(model, x, layer, batch_size), hidden_and_logits(model, x, batch_size)[1]
+
+
 def sanitizer_labels(
-    model: nn.Module, train: ImageData, labels: str, batch_size: int = 1024
+    model: nn.Module,
+    train: ImageData,
+    labels: str,
+    batch_size: int = 1024,
+    logits: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Labels that split the training set into groups for a sanitiser: "given" or "predicted"."""
+    """Labels that split the training set into groups for a sanitiser: "given" or "predicted".
+
+    ``logits`` of ``train.x``, when the caller has them, spare "predicted" another forward pass.
+    """
     if labels == "given":
         return train.y
     if labels == "predicted":
-        return hidden_and_logits(model, train.x, batch_size)[1].argmax(1)
+        if logits is None:
+            logits = hidden_and_logits(model, train.x, batch_size)[1]
+        return logits.argmax(1)
     from ..errors import ConfigError
 
     raise ConfigError(f"bad labels {labels!r}: expected 'given' or 'predicted'")
 
 
-def loss_quantiles(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Each sample's cross-entropy loss as its quantile ``(N,)`` in [0, 1] among all ``N`` samples.
+def loss_quantiles(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sample's cross-entropy loss ``(N,)`` and its quantile ``(N,)`` in [0, 1] among all ``N``.
 
-    A scale-free measure of how tightly the model fits a sample: backdoor samples are fitted
-    faster and tighter than clean ones (Li et al., "Anti-Backdoor Learning", NeurIPS 2021).
+    The quantile is a scale-free measure of how tightly the model fits a sample: backdoor samples
+    are fitted faster and tighter than clean ones (Li et al., "Anti-Backdoor Learning", NeurIPS 2021).
     """
     loss = torch.nn.functional.cross_entropy(logits.float(), labels, reduction="none")
     q = torch.empty(len(loss), dtype=torch.float64)
     q[torch.argsort(loss, stable=True)] = torch.arange(len(loss), dtype=torch.float64) / max(
         1, len(loss) - 1
     )
-    return q
+    return loss, q
 
 
 def class_groups(labels: torch.Tensor) -> list[torch.Tensor]:

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from ..data.core import ImageData
+from ..errors import ConfigError
 from .base import DEFENSES, ModelDetector, ScanResult
 from .reverse import (
     ExtraLoss,
@@ -143,8 +144,6 @@ class NeuralCleanse(ModelDetector):
         device: str = "auto",
     ) -> None:
         if criterion not in CRITERIA:
-            from ..errors import ConfigError
-
             raise ConfigError(
                 f"{self.name}: bad criterion {criterion!r}: expected one of {', '.join(CRITERIA)}"
             )

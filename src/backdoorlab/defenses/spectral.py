@@ -32,13 +32,12 @@ from torch import nn
 from ..data.core import ImageData
 from ..errors import ConfigError
 from .activation_clustering import LOSS_GAP, kmeans
-from .base import DEFENSES, DataSanitizer
+from .base import DEFENSES, BudgetSanitizer
 from .features import (
     activations,
-    budget_keep_mask,
     class_groups,
-    hidden_and_logits,
     loss_quantiles,
+    reps_and_logits,
     sanitizer_labels,
 )
 
@@ -74,7 +73,7 @@ def spectral_scores(
     "spectral-signatures",
     "Spectral Signatures (Tran et al. NeurIPS 2018): squared top-singular-vector projection, data sanitiser",
 )
-class SpectralSignatures(DataSanitizer):
+class SpectralSignatures(BudgetSanitizer):
     """Tran et al. 2018: per class, remove the 1.5*eps*n samples with the largest spectral score."""
 
     name = "spectral-signatures"
@@ -108,27 +107,18 @@ class SpectralSignatures(DataSanitizer):
         self.batch_size = int(batch_size)
 
     def _scored(self, model: nn.Module, train: ImageData) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores and the labels they were grouped by (one pass for both)."""
+        """Spectral scores (divided by their class median) and the labels they were grouped by."""
         q: torch.Tensor | None = None
-        if self.orient == "loss":
-            reps, logits = hidden_and_logits(model, train.x, self.batch_size)
-            if self.layer != "hidden":
-                reps = activations(model, train.x, self.layer, self.batch_size)
-            q = loss_quantiles(logits, train.y)
+        if self.orient == "loss" or self.labels == "predicted":
+            reps, logits = reps_and_logits(model, train.x, self.layer, self.batch_size)
+            labels = sanitizer_labels(model, train, self.labels, self.batch_size, logits)
+            if self.orient == "loss":
+                q = loss_quantiles(logits, train.y)[1]
         else:
             reps = activations(model, train.x, self.layer, self.batch_size)
-        labels = sanitizer_labels(model, train, self.labels, self.batch_size)
+            labels = sanitizer_labels(model, train, self.labels, self.batch_size)
         out = torch.zeros(len(train))
         for idx in class_groups(labels):
             s = spectral_scores(reps[idx], None if q is None else q[idx], self.loss_gap)
             out[idx] = s / s.median().clamp_min(1e-12)
         return out, labels
-
-    def score(self, model: nn.Module, train: ImageData) -> torch.Tensor:
-        """Per-sample score ``(N,)``: the squared projection, divided by its class median for comparability."""
-        return self._scored(model, train)[0]
-
-    def keep_mask(self, model: nn.Module, train: ImageData) -> torch.Tensor:
-        """Bool ``(N,)``: drop the ``ceil(removal_factor * eps * n_c)`` top scores of each class."""
-        scores, labels = self._scored(model, train)
-        return budget_keep_mask(scores, labels, min(1.0, self.removal_factor * self.eps))

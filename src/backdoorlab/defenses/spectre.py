@@ -33,8 +33,8 @@ from torch import nn
 
 from ..data.core import ImageData
 from ..errors import ConfigError
-from .base import DEFENSES, DataSanitizer
-from .features import activations, budget_keep_mask, class_groups, sanitizer_labels
+from .base import DEFENSES, BudgetSanitizer
+from .features import activations, class_groups, sanitizer_labels
 
 
 def _sym_pow(m: torch.Tensor, p: float, floor: float = 1e-8) -> torch.Tensor:
@@ -99,7 +99,7 @@ def spectre_scores(
 @DEFENSES.register(
     "spectre", "SPECTRE (Hayase et al. ICML 2021): robust whitening + QUE scores, data sanitiser"
 )
-class Spectre(DataSanitizer):
+class Spectre(BudgetSanitizer):
     """Hayase et al. 2021 SPECTRE: per class, remove the 1.5*eps*n samples with the largest QUE score."""
 
     name = "spectre"
@@ -131,7 +131,7 @@ class Spectre(DataSanitizer):
         self.batch_size = int(batch_size)
 
     def _scored(self, model: nn.Module, train: ImageData) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores and the labels they were grouped by (one pass for both)."""
+        """QUE scores (divided by their class median) and the labels they were grouped by."""
         reps = activations(model, train.x, self.layer, self.batch_size)
         labels = sanitizer_labels(model, train, self.labels, self.batch_size)
         out = torch.zeros(len(train))
@@ -141,12 +141,3 @@ class Spectre(DataSanitizer):
             )
             out[idx] = s / s.median().clamp_min(1e-12)
         return out, labels
-
-    def score(self, model: nn.Module, train: ImageData) -> torch.Tensor:
-        """Per-sample QUE score ``(N,)``, divided by its class median for comparability."""
-        return self._scored(model, train)[0]
-
-    def keep_mask(self, model: nn.Module, train: ImageData) -> torch.Tensor:
-        """Bool ``(N,)``: drop the ``ceil(removal_factor * eps * n_c)`` top scores of each class."""
-        scores, labels = self._scored(model, train)
-        return budget_keep_mask(scores, labels, min(1.0, self.removal_factor * self.eps))
