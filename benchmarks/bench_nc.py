@@ -25,7 +25,7 @@ os.environ.setdefault("BACKDOORLAB_NO_PROGRESS", "1")
 
 from backdoorlab.attacks.badnets import BadNets
 from backdoorlab.data import load_dataset
-from backdoorlab.defenses.neural_cleanse import NeuralCleanse
+from backdoorlab.defenses.model_scan.neural_cleanse import NeuralCleanse
 from backdoorlab.models import create_model, load_model, save_model
 from backdoorlab.train import TrainSpec, fit
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from backdoorlab.data import fashion_mnist_available, load_dataset
-from backdoorlab.defenses.strip import STRIP
+from backdoorlab.defenses.input_detection.strip import STRIP
 from backdoorlab.metrics.detection import detection_report
 from backdoorlab.models import create_model
 from bench_triggers import best_of  # benchmarks/ is on sys.path when run as a script

@@ -31,9 +31,9 @@ from torch import nn
 
 from backdoorlab.attacks.badnets import BadNets
 from backdoorlab.data import load_dataset
-from backdoorlab.defenses.activation_clustering import ActivationClustering
-from backdoorlab.defenses.spectral import SpectralSignatures
-from backdoorlab.defenses.strip import STRIP
+from backdoorlab.defenses.data_sanitize.activation_clustering import ActivationClustering
+from backdoorlab.defenses.data_sanitize.spectral import SpectralSignatures
+from backdoorlab.defenses.input_detection.strip import STRIP
 from backdoorlab.metrics.detection import detection_report
 from backdoorlab.models import create_model
 from backdoorlab.models.io import load_model, save_model

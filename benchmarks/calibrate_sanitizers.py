@@ -135,7 +135,7 @@ def cmd_train(cache: Path, only: str) -> None:
 
 def cmd_stats(cache: Path) -> None:
     """Per-class cluster statistics of every trained model, with the true poison share per cluster."""
-    from backdoorlab.defenses.activation_clustering import cluster_stats
+    from backdoorlab.defenses.data_sanitize.activation_clustering import cluster_stats
 
     torch.set_num_threads(2)
     s = load_dataset("fashion-mnist")
@@ -186,7 +186,7 @@ def _verdicts(rows: list[dict[str, Any]], loss_gap: float) -> dict[str, Any]:
 
 def cmd_table(cache: Path) -> None:
     """Markdown: per model, the largest loss gap among its classes, the target's, and AC's verdicts."""
-    from backdoorlab.defenses.activation_clustering import LOSS_GAP
+    from backdoorlab.defenses.data_sanitize.activation_clustering import LOSS_GAP
 
     docs = [json.loads(p.read_text()) for p in sorted((cache / "stats").glob("*.json"))]
     print(

@@ -70,8 +70,10 @@ TROJANS: dict[str, tuple[str, str, dict[str, Any], int, float, int, bool]] = {
     "small_cnn16-sticker-t3": ("small_cnn16", "sticker-patch", {}, 3, 0.05, 3, False),
 }
 
-CALIBRATED = 3.2  # = backdoorlab.defenses.neural_cleanse.CALIBRATED_THRESHOLD, chosen below
-RATIO = 2.65  # = backdoorlab.defenses.neural_cleanse.RATIO_THRESHOLD, chosen below
+CALIBRATED = (
+    3.2  # = backdoorlab.defenses.model_scan.neural_cleanse.CALIBRATED_THRESHOLD, chosen below
+)
+RATIO = 2.65  # = backdoorlab.defenses.model_scan.neural_cleanse.RATIO_THRESHOLD, chosen below
 
 SUBSET_PER_CLASS = 1000  # 10k training images for the 3-epoch models
 
@@ -154,9 +156,9 @@ def cmd_scan(cache: Path, methods: list[str], only: str) -> None:
     """Scan every cached model with each method (20 clean test images per class); cache the verdicts."""
     import fnmatch
 
-    from backdoorlab.defenses.abs import ABS
-    from backdoorlab.defenses.neural_cleanse import NeuralCleanse
-    from backdoorlab.defenses.tabor import Tabor
+    from backdoorlab.defenses.model_scan.abs import ABS
+    from backdoorlab.defenses.model_scan.neural_cleanse import NeuralCleanse
+    from backdoorlab.defenses.model_scan.tabor import Tabor
 
     torch.set_num_threads(1)
     _, _, test = _data()
@@ -318,7 +320,7 @@ def cmd_unlearn(cache: Path) -> None:
     The defender holds 1,000 random clean test images (seed 0): NC runs on 20 per class of
     them, unlearning fine-tunes on all 1,000; CA and ASR are measured on the other 9,000 test images.
     """
-    from backdoorlab.defenses.unlearning import NCUnlearning
+    from backdoorlab.defenses.model_repair.unlearning import NCUnlearning
     from backdoorlab.metrics.detection import repair_report
 
     torch.set_num_threads(1)

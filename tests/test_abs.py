@@ -10,9 +10,9 @@ from torch import nn
 
 from backdoorlab.attacks.badnets import BadNets
 from backdoorlab.data import ImageData, Splits
-from backdoorlab.defenses.abs import ABS, elevation_scores, stimulate
 from backdoorlab.defenses.base import DEFENSES
 from backdoorlab.defenses.layers import split_model
+from backdoorlab.defenses.model_scan.abs import ABS, elevation_scores, stimulate
 from backdoorlab.errors import ModelError
 from backdoorlab.models import create_model
 from backdoorlab.models.io import export_torchscript, load_torchscript

@@ -8,8 +8,8 @@ import torch
 from backdoorlab.attacks.badnets import BadNets
 from backdoorlab.data import ImageData, Splits
 from backdoorlab.defenses import DEFENSES
-from backdoorlab.defenses.sentinet import SentiNet, gradcam
-from backdoorlab.defenses.strip import STRIP, entropy_bits, superimpose
+from backdoorlab.defenses.input_detection.sentinet import SentiNet, gradcam
+from backdoorlab.defenses.input_detection.strip import STRIP, entropy_bits, superimpose
 from backdoorlab.metrics.detection import auroc
 from backdoorlab.models import create_model
 from backdoorlab.train import TrainSpec, fit

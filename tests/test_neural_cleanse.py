@@ -8,19 +8,19 @@ import torch
 from backdoorlab.attacks.badnets import BadNets
 from backdoorlab.data import ImageData, Splits
 from backdoorlab.defenses import DEFENSES
-from backdoorlab.defenses.neural_cleanse import (
+from backdoorlab.defenses.model_repair.unlearning import NCUnlearning
+from backdoorlab.defenses.model_scan.neural_cleanse import (
     CALIBRATED_THRESHOLD,
     PAPER_THRESHOLD,
     NeuralCleanse,
 )
+from backdoorlab.defenses.model_scan.tabor import Tabor, total_variation
 from backdoorlab.defenses.reverse import (
     ReverseSpec,
     mad_anomaly,
     reverse_triggers,
     stamp,
 )
-from backdoorlab.defenses.tabor import Tabor, total_variation
-from backdoorlab.defenses.unlearning import NCUnlearning
 from backdoorlab.models import create_model
 from backdoorlab.train import TrainSpec, evaluate, fit
 
@@ -62,7 +62,7 @@ def test_registered() -> None:
 
 
 def test_verdict_ratio_and_mad_criteria() -> None:
-    from backdoorlab.defenses.neural_cleanse import RATIO_THRESHOLD, verdict
+    from backdoorlab.defenses.model_scan.neural_cleanse import RATIO_THRESHOLD, verdict
     from backdoorlab.defenses.reverse import ReverseResult
 
     def result(norms: list[float]) -> ReverseResult:
@@ -191,7 +191,7 @@ def test_unlearning_without_scan_runs_nc(models: dict) -> None:
     data = ImageData(torch.rand(40, 1, 28, 28), torch.arange(40) % 10)
     rep = NCUnlearning(epochs=1, scan_per_class=2)
     rep.scan_result = None
-    import backdoorlab.defenses.unlearning as un
+    import backdoorlab.defenses.model_repair.unlearning as un
 
     calls: list[int] = []
     orig = un.NeuralCleanse.scan

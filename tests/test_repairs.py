@@ -11,9 +11,13 @@ from torch.nn import functional as F
 from backdoorlab.attacks import create_attack
 from backdoorlab.data import ImageData, Splits
 from backdoorlab.defenses import DEFENSES, ModelRepair
-from backdoorlab.defenses.anp import ANP, neuron_layers
-from backdoorlab.defenses.fine_pruning import FinePruning, feature_consumer, mean_channel_activation
-from backdoorlab.defenses.nad import NAD, attention_map, conv_layers
+from backdoorlab.defenses.model_repair.anp import ANP, neuron_layers
+from backdoorlab.defenses.model_repair.fine_pruning import (
+    FinePruning,
+    feature_consumer,
+    mean_channel_activation,
+)
+from backdoorlab.defenses.model_repair.nad import NAD, attention_map, conv_layers
 from backdoorlab.errors import ConfigError
 from backdoorlab.models import create_model
 from backdoorlab.train import TrainSpec, evaluate, fit

@@ -10,15 +10,15 @@ import torch
 from backdoorlab.attacks.badnets import BadNets
 from backdoorlab.data import Splits
 from backdoorlab.defenses import DEFENSES
-from backdoorlab.defenses.activation_clustering import (
+from backdoorlab.defenses.data_sanitize.activation_clustering import (
     ActivationClustering,
     fast_ica,
     kmeans,
     silhouette,
 )
+from backdoorlab.defenses.data_sanitize.spectral import SpectralSignatures, spectral_scores
+from backdoorlab.defenses.data_sanitize.spectre import Spectre, que_scores
 from backdoorlab.defenses.features import class_groups, final_linear, hidden_and_logits
-from backdoorlab.defenses.spectral import SpectralSignatures, spectral_scores
-from backdoorlab.defenses.spectre import Spectre, que_scores
 from backdoorlab.metrics.detection import auroc
 from backdoorlab.models import create_model
 from backdoorlab.train import TrainSpec, fit

@@ -15,6 +15,7 @@ A method registers itself with a decorator; the CLI, configs and the benchmark g
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import inspect
 from collections.abc import Callable, Iterator
@@ -28,12 +29,17 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Entry(Generic[T]):
-    """A registered name: the factory (class or function), a one-line description, extra tags."""
+    """A registered name: the factory (class or function), a one-line description, and where known
+    its family (e.g. a defense's point of action), the paper it implements, aliases and module."""
 
     name: str
     factory: T
     description: str
     tags: tuple[str, ...] = ()
+    family: str = ""
+    paper: str = ""
+    aliases: tuple[str, ...] = ()
+    module: str = ""
 
 
 class Registry(Generic[T]):
@@ -42,36 +48,61 @@ class Registry(Generic[T]):
     def __init__(self, family: str) -> None:
         self.family = family
         self._entries: dict[str, Entry[T]] = {}
+        self._aliases: dict[str, str] = {}
 
     def register(
-        self, name: str, description: str = "", *, tags: tuple[str, ...] = ()
+        self,
+        name: str,
+        description: str = "",
+        *,
+        tags: tuple[str, ...] = (),
+        paper: str = "",
+        aliases: tuple[str, ...] = (),
+        family: str = "",
     ) -> Callable[[T], T]:
-        """Decorator that registers a class or factory function under ``name``."""
+        """Decorator that registers a class or factory function under ``name`` (and ``aliases``).
+
+        A registered class gets ``name`` as its ``name`` attribute (one source of truth); ``family``
+        defaults to the class's ``family`` attribute (a defense's point of action).
+        """
 
         def deco(obj: T) -> T:
-            if name in self._entries:
-                raise ConfigError(f"{self.family}: name {name!r} is registered twice")
+            for n in (name, *aliases):
+                if n in self._entries or n in self._aliases:
+                    raise ConfigError(f"{self.family}: name {n!r} is registered twice")
             desc = description or _first_doc_line(obj)
-            self._entries[name] = Entry(name, obj, desc, tags)
+            fam = family or str(getattr(obj, "family", "") or "")
+            module = str(getattr(obj, "__module__", ""))
+            if isinstance(obj, type):
+                type.__setattr__(obj, "name", name)
+            self._entries[name] = Entry(name, obj, desc, tags, fam, paper, tuple(aliases), module)
+            for a in aliases:
+                self._aliases[a] = name
             return obj
 
         return deco
 
     def get(self, name: str) -> T:
-        """The factory registered as ``name``; a clear error lists the known names otherwise."""
+        """The factory registered as ``name``; a clear error suggests close names otherwise."""
         return self.entry(name).factory
 
+    def canonical(self, name: str) -> str:
+        """The registered name of ``name`` or of an alias; raises ``UnknownNameError`` otherwise."""
+        return self.entry(name).name
+
     def entry(self, name: str) -> Entry[T]:
-        """The full registry entry of ``name``."""
+        """The full registry entry of ``name`` (or of an alias)."""
+        key = self._aliases.get(name, name)
         try:
-            return self._entries[name]
+            return self._entries[key]
         except KeyError:
-            close = fnmatch.filter(self._entries, f"*{name}*") if name else []
-            hint = f" (did you mean {', '.join(close[:5])}?)" if close else ""
             raise UnknownNameError(
-                f"unknown {self.family[:-1] if self.family.endswith('s') else self.family} "
-                f"{name!r}{hint}; known: {', '.join(sorted(self._entries))}"
+                unknown_name_message(self.family, name, self.all_names())
             ) from None
+
+    def all_names(self) -> list[str]:
+        """Registered names and aliases, sorted."""
+        return sorted([*self._entries, *self._aliases])
 
     def create(self, name: str, /, **kwargs: Any) -> Any:
         """Build ``name`` with keyword options; unknown options give a clear error."""
@@ -88,13 +119,36 @@ class Registry(Generic[T]):
         return [self._entries[n] for n in sorted(self._entries)]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._entries or name in self._aliases
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def suggest(name: str, known: list[str], n: int = 3) -> list[str]:
+    """Known names close to ``name``: substring matches first, then spelling neighbours (difflib)."""
+    if not name:
+        return []
+    low = name.lower()
+    sub = [k for k in known if low in k.lower() or (len(k) >= 3 and k.lower() in low)]
+    close = difflib.get_close_matches(low, known, n=n, cutoff=0.6)
+    out: list[str] = []
+    for k in [*sub, *close]:
+        if k not in out:
+            out.append(k)
+    return out[:n]
+
+
+def unknown_name_message(family: str, name: str, known: list[str]) -> str:
+    """The one rule every registry uses for an unknown name: suggest close names, else list them."""
+    what = family[:-1] if family.endswith("s") else family
+    close = suggest(name, known)
+    if close:
+        return f"unknown {what} {name!r} (did you mean {' or '.join(close)}?)"
+    return f"unknown {what} {name!r}; known: {', '.join(known)}"
 
 
 def _first_doc_line(obj: object) -> str:

@@ -1,21 +1,17 @@
-"""Defenses: model scanners, input detectors, data sanitisers and model repairs, by name."""
+"""Defenses, grouped by the point where a defender acts.
+
+- ``model_scan``: is this model backdoored, and towards which class? (Neural Cleanse, TABOR, ABS)
+- ``input_detection``: flag triggered inputs at run time (STRIP, SentiNet)
+- ``data_sanitize``: drop suspected poisons from a training set (AC, Spectral Signatures, SPECTRE)
+- ``model_repair``: remove a backdoor with a few clean samples (Fine-Pruning, NAD, ANP, NC unlearning)
+
+Importing this package registers every method in ``DEFENSES``; a module that fails to import is an
+error (no silent fallback).
+"""
 
 from __future__ import annotations
 
-from . import (
-    abs,
-    activation_clustering,
-    anp,
-    fine_pruning,
-    nad,
-    neural_cleanse,
-    sentinet,
-    spectral,
-    spectre,
-    strip,
-    tabor,
-    unlearning,
-)
+from . import data_sanitize, input_detection, model_repair, model_scan
 from .base import DEFENSES, DataSanitizer, InputDetector, ModelDetector, ModelRepair, ScanResult
 
 __all__ = [
@@ -25,16 +21,8 @@ __all__ = [
     "ModelDetector",
     "ModelRepair",
     "ScanResult",
-    "abs",
-    "activation_clustering",
-    "anp",
-    "fine_pruning",
-    "nad",
-    "neural_cleanse",
-    "sentinet",
-    "spectral",
-    "spectre",
-    "strip",
-    "tabor",
-    "unlearning",
+    "data_sanitize",
+    "input_detection",
+    "model_repair",
+    "model_scan",
 ]

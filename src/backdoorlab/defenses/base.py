@@ -8,7 +8,7 @@ the true poison indices; those are only for scoring it afterwards (``metrics.det
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -54,6 +54,7 @@ class ScanResult:
 class ModelDetector:
     """Scan a model with a few clean samples: is it backdoored, and towards which class?"""
 
+    family: ClassVar[str] = "model-scan"
     name = "model-detector"
 
     def scan(self, model: nn.Module, clean: ImageData) -> ScanResult:
@@ -64,6 +65,7 @@ class ModelDetector:
 class InputDetector:
     """Flag triggered inputs at run time. ``fit`` on clean data sets the threshold at a chosen FRR."""
 
+    family: ClassVar[str] = "input-detection"
     name = "input-detector"
     threshold: float | None = None
 
@@ -85,6 +87,7 @@ class InputDetector:
 class DataSanitizer:
     """Score every training sample for suspicion and propose a keep-mask."""
 
+    family: ClassVar[str] = "data-sanitize"
     name = "data-sanitizer"
 
     def score(self, model: nn.Module, train: ImageData) -> torch.Tensor:
@@ -136,6 +139,7 @@ class BudgetSanitizer(DataSanitizer):
 class ModelRepair:
     """Remove a backdoor from a model using a few clean samples."""
 
+    family: ClassVar[str] = "model-repair"
     name = "model-repair"
 
     def repair(self, model: nn.Module, clean: ImageData) -> nn.Module:

@@ -30,12 +30,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.core import ImageData
-from ..errors import ConfigError, ModelError
-from ..train.evaluate import accuracy
-from ..train.loop import fit
-from ..utils import model_device
-from .base import DEFENSES, ModelRepair, finetune_spec
+from ...data.core import ImageData
+from ...errors import ConfigError, ModelError
+from ...train.evaluate import accuracy
+from ...train.loop import fit
+from ...utils import model_device
+from ..base import DEFENSES, ModelRepair, finetune_spec
 
 
 @torch.no_grad()

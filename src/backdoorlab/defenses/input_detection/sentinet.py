@@ -38,11 +38,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..data.core import ImageData
-from ..errors import ConfigError, DataError, ModelError
-from ..metrics.detection import threshold_at_fpr
-from ..utils import eval_mode, make_generator, model_device
-from .base import DEFENSES, InputDetector
+from ...data.core import ImageData
+from ...errors import ConfigError, DataError, ModelError
+from ...metrics.detection import threshold_at_fpr
+from ...utils import eval_mode, make_generator, model_device
+from ..base import DEFENSES, InputDetector
 
 
 def gradcam(

@@ -56,11 +56,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.core import ImageData
-from ..errors import ConfigError
-from ..utils import make_generator
-from .base import DEFENSES, DataSanitizer
-from .features import class_groups, loss_quantiles, reps_and_logits, sanitizer_labels
+from ...data.core import ImageData
+from ...errors import ConfigError
+from ...utils import make_generator
+from ..base import DEFENSES, DataSanitizer
+from ..features import class_groups, loss_quantiles, reps_and_logits, sanitizer_labels
 
 RULES: dict[str, tuple[str, ...]] = {
     "size": ("size",),

@@ -49,12 +49,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..data.core import ImageData
-from ..errors import ConfigError, ModelError
-from ..utils import make_generator
-from .base import DEFENSES, ModelDetector, ScanResult
-from .layers import LayerSplit, split_model
-from .reverse import stamp
+from ...data.core import ImageData
+from ...errors import ConfigError, ModelError
+from ...utils import make_generator
+from ..base import DEFENSES, ModelDetector, ScanResult
+from ..layers import LayerSplit, split_model
+from ..reverse import stamp
 
 MASK_EPS = 0.01  # a mask pixel counts towards the trigger size above this value
 

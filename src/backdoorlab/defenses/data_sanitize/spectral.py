@@ -29,17 +29,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..data.core import ImageData
-from ..errors import ConfigError
-from .activation_clustering import LOSS_GAP, kmeans
-from .base import DEFENSES, BudgetSanitizer
-from .features import (
+from ...data.core import ImageData
+from ...errors import ConfigError
+from ..base import DEFENSES, BudgetSanitizer
+from ..features import (
     activations,
     class_groups,
     loss_quantiles,
     reps_and_logits,
     sanitizer_labels,
 )
+from .activation_clustering import LOSS_GAP, kmeans
 
 ORIENTS = ("none", "loss")
 

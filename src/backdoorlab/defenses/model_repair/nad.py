@@ -31,11 +31,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..data.core import ImageData
-from ..errors import ConfigError, ModelError
-from ..train.evaluate import accuracy
-from ..train.loop import TrainSpec, fit
-from .base import DEFENSES, ModelRepair, finetune_spec
+from ...data.core import ImageData
+from ...errors import ConfigError, ModelError
+from ...train.evaluate import accuracy
+from ...train.loop import TrainSpec, fit
+from ..base import DEFENSES, ModelRepair, finetune_spec
 
 
 def attention_map(fm: torch.Tensor, p: float = 2.0) -> torch.Tensor:

@@ -31,10 +31,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..data.core import ImageData
-from ..errors import ConfigError
-from .base import DEFENSES, BudgetSanitizer
-from .features import activations, class_groups, sanitizer_labels
+from ...data.core import ImageData
+from ...errors import ConfigError
+from ..base import DEFENSES, BudgetSanitizer
+from ..features import activations, class_groups, sanitizer_labels
 
 
 def _sym_pow(m: torch.Tensor, p: float, floor: float = 1e-8) -> torch.Tensor:

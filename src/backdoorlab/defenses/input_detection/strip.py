@@ -53,11 +53,11 @@ import math
 import torch
 from torch import nn
 
-from ..data.core import ImageData
-from ..errors import ConfigError, DataError
-from ..metrics.detection import threshold_at_fpr
-from ..utils import eval_mode, inference_module, make_generator, model_device
-from .base import DEFENSES, InputDetector
+from ...data.core import ImageData
+from ...errors import ConfigError, DataError
+from ...metrics.detection import threshold_at_fpr
+from ...utils import eval_mode, inference_module, make_generator, model_device
+from ..base import DEFENSES, InputDetector
 
 BLENDS = ("add", "add-clip", "average")
 

@@ -22,12 +22,12 @@ import copy
 import torch
 from torch import nn
 
-from ..data.core import ImageData
-from ..errors import ConfigError
-from ..train.loop import TrainSpec, fit
-from ..utils import model_device
-from .base import DEFENSES, ModelRepair, ScanResult
-from .neural_cleanse import NeuralCleanse
+from ...data.core import ImageData
+from ...errors import ConfigError
+from ...train.loop import TrainSpec, fit
+from ...utils import model_device
+from ..base import DEFENSES, ModelRepair, ScanResult
+from ..model_scan.neural_cleanse import NeuralCleanse
 
 
 def stamp_fraction(

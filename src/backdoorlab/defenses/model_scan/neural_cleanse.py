@@ -38,10 +38,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.core import ImageData
-from ..errors import ConfigError
-from .base import DEFENSES, ModelDetector, ScanResult
-from .reverse import (
+from ...data.core import ImageData
+from ...errors import ConfigError
+from ..base import DEFENSES, ModelDetector, ScanResult
+from ..reverse import (
     ExtraLoss,
     ReverseResult,
     ReverseSpec,

@@ -34,12 +34,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..data.core import ImageData
-from ..errors import ConfigError, ModelError
-from ..train.evaluate import accuracy
-from ..train.loop import TrainSpec, fit
-from ..utils import make_generator, model_device, resolve_device
-from .base import DEFENSES, ModelRepair
+from ...data.core import ImageData
+from ...errors import ConfigError, ModelError
+from ...train.evaluate import accuracy
+from ...train.loop import TrainSpec, fit
+from ...utils import make_generator, model_device, resolve_device
+from ..base import DEFENSES, ModelRepair
 
 
 def neuron_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:

@@ -35,9 +35,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import DEFENSES
+from ..base import DEFENSES
+from ..reverse import ExtraLoss
 from .neural_cleanse import CALIBRATED_THRESHOLD, RATIO_THRESHOLD, NeuralCleanse
-from .reverse import ExtraLoss
 
 TABOR_WEIGHTS = (1e-6, 1e-5, 1e-7, 1e-8, 0.0, 1e-2)
 
@@ -123,7 +123,7 @@ class Tabor(NeuralCleanse):
         )
         w = tuple(float(v) for v in weights)
         if len(w) != 6 or any(v < 0 for v in w):
-            from ..errors import ConfigError
+            from ...errors import ConfigError
 
             raise ConfigError(
                 f"tabor weights: expected 6 non-negative numbers, got {list(weights)}"
