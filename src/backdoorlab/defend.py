@@ -337,7 +337,7 @@ def _summary(res: dict[str, Any]) -> str:
 
 def cmd_defend(args: argparse.Namespace) -> int:
     """``backdoorlab defend``: run a defense on a run folder and write DIR/defenses/NAME.json."""
-    from .cli import parse_kv
+    from .config import parse_kv
 
     res = run_defense(
         args.defense,

@@ -538,7 +538,7 @@ def run_scan(
 
 def cmd_scan(args: argparse.Namespace) -> int:
     """The ``scan`` subcommand."""
-    from .cli import parse_kv
+    from .config import parse_kv
 
     if args.json and Path(args.json).is_dir():
         raise ConfigError(f"--json {args.json}: is a folder; give a file name")
