@@ -152,13 +152,13 @@ def test_abs_flags_patch_trojan_with_target_and_passes_clean(trained):
     det = DEFENSES.create("abs", **FAST)
     r_clean = det.scan(trained["clean"], trained["data"])
     assert (
-        not r_clean.flagged and r_clean.suspect_targets == []
+        not r_clean.flagged and r_clean.suspect_targets == ()
     )  # default (clean-calibrated) thresholds
     # this tiny 3-epoch trojan is weaker than the benchmark ones: threshold from the clean model + margin
     det.threshold_pixel = min(det.threshold_pixel, r_clean.score + 0.1)
     r_troj = det.scan(trained["trojan"], trained["data"])
     assert r_troj.flagged and r_troj.suspect_targets[0] == 3
-    assert r_troj.info["best_label"] == 3
+    assert r_troj.extras["best_label"] == 3
     assert r_troj.evidence["masks"].shape == (5, 1, 28, 28)
     area = (r_troj.evidence["masks"] > 0).flatten(1).sum(1)
     assert int(area.max()) <= int(0.06 * 28 * 28)
@@ -168,7 +168,7 @@ def test_abs_deterministic_with_seed(trained):
     cfg = {"steps": 6, "n_images": 10, "top_k": 3, "seed": 4}
     a = ABS(**cfg).scan(trained["trojan"], trained["data"])
     b = ABS(**cfg).scan(trained["trojan"], trained["data"])
-    assert a.score == b.score and a.info["candidates"] == b.info["candidates"]
+    assert a.score == b.score and a.extras["candidates"] == b.extras["candidates"]
     for k in a.evidence:
         torch.testing.assert_close(a.evidence[k], b.evidence[k])
     assert "filter_curves" in a.evidence and a.to_json()["method"] == "abs"

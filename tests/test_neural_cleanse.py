@@ -80,8 +80,8 @@ def test_verdict_ratio_and_mad_criteria() -> None:
 
     # a trojan: one trigger 4x smaller than the next -> flagged by the ratio rule
     troj = verdict("nc", result([10.0, 40, 45, 50, 52, 55, 60]), 3.2, 0.0, criterion="ratio")
-    assert troj.flagged and troj.suspect_targets == [0] and troj.score == pytest.approx(4.0)
-    assert troj.info["anomaly_index"] > 3.2 and troj.info["threshold"] == RATIO_THRESHOLD
+    assert troj.flagged and troj.suspect_targets == (0,) and troj.score == pytest.approx(4.0)
+    assert troj.extras["anomaly_index"] > 3.2 and troj.threshold == RATIO_THRESHOLD
     # a clean model whose norms barely spread: tiny MAD inflates the anomaly index, not the ratio
     clean = [20.0, 29.5, 33.4, 41.0, 41.9, 45.7, 46.0, 47.3, 48.2, 69.0]
     by_ratio = verdict("nc", result(clean), 3.2, 0.0, criterion="ratio")
@@ -117,7 +117,7 @@ def test_nc_flags_trojan_with_right_target(trojan_scan) -> None:  # type: ignore
     res = trojan_scan
     assert res.flagged and res.score > 2
     assert res.suspect_targets[0] == TARGET
-    assert res.info["min_norm_class"] == TARGET
+    assert res.extras["min_norm_class"] == TARGET
     assert res.evidence["masks"].shape == (10, 1, 28, 28)
     assert res.evidence["patterns"].shape == (10, 1, 28, 28)
     norms = res.per_class["mask_l1"]

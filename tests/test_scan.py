@@ -15,7 +15,8 @@ from backdoorlab.cli import main
 from backdoorlab.data import Splits
 from backdoorlab.errors import ModelError
 from backdoorlab.models import create_model, export_torchscript, save_model
-from backdoorlab.scan import bar_chart, load_scan_model, model_detectors
+from backdoorlab.models.loading import load_any_model as load_scan_model
+from backdoorlab.pipeline import model_scanners
 from backdoorlab.train import TrainSpec, fit
 
 TARGET = 3
@@ -90,7 +91,7 @@ def _one_line_error(rc: int, err: str, *needles: str) -> None:
 
 
 def test_scanners_are_discovered() -> None:
-    assert {"nc", "tabor"} <= set(model_detectors())
+    assert {"nc", "tabor", "abs"} <= set(model_scanners())
 
 
 def test_scan_cli_end_to_end(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
@@ -103,15 +104,18 @@ def test_scan_cli_end_to_end(files: dict[str, Path], capsys: pytest.CaptureFixtu
     )  # fmt: skip
     assert rc == 0, err
     doc = json.loads(out_json.read_text())
-    assert {"flagged", "score", "suspect_targets", "method", "per_class", "seconds"} <= set(doc)
-    assert doc["method"] == "nc" and doc["flagged"] is True, doc
-    assert doc["suspect_targets"][0] == TARGET and doc["score"] > 2
+    assert doc["kind"] == "scan-report" and len(doc["results"]) == 1
+    nc = doc["results"][0]
+    assert {"flagged", "score", "threshold", "suspect_targets", "method", "per_class"} <= set(nc)
+    assert nc["method"] == "nc" and nc["flagged"] is True, doc
+    assert nc["suspect_targets"][0] == TARGET and nc["score"] > nc["threshold"]
+    assert doc["flagged"] and doc["suspect_targets"][0] == TARGET
     assert doc["model"]["format"] == "torchscript" and doc["model"]["labels"] == "predicted"
-    assert len(doc["per_class"]["mask_l1"]) == 10
+    assert len(nc["per_class"]["mask_l1"]) == 10
     page = (report / "index.html").read_text()
     assert "BACKDOOR SUSPECTED" in page
-    for png in ("nc_triggers.png", "nc_anomaly.png"):
-        assert png in page and (report / png).stat().st_size > 100
+    pngs = sorted(report.glob("*.png"))
+    assert len(pngs) >= 2 and all(p.name in page and p.stat().st_size > 100 for p in pngs)
     assert not list(files["dir"].glob(".report.*"))  # no temporary folder left behind
 
 
@@ -126,8 +130,12 @@ def test_scan_all_methods_combined(
     )  # fmt: skip
     assert rc == 0, err
     doc = json.loads(out_json.read_text())
-    assert doc["method"] == "all" and set(doc["methods"]) == {"nc", "tabor"}
-    assert doc["flagged"] == any(m["flagged"] for m in doc["methods"].values())
+    assert {r["method"] for r in doc["results"]} == {"nc", "tabor"}
+    if doc["p_value"] is None:  # no clean references: any method's flag
+        assert doc["flagged"] == any(r["flagged"] for r in doc["results"])
+    else:  # the verdict agrees with the calibrated score
+        assert doc["flagged"] == (doc["p_value"] <= doc["alpha"])
+        assert doc["score"] == pytest.approx(1 - doc["p_value"])
     assert doc["model"]["format"] == "weights" and doc["model"]["labels"] == "given"
 
 
@@ -201,10 +209,3 @@ def test_non_classifier_and_onnx_are_model_errors(
     onnx.write_bytes(b"\x08\x07not really onnx")
     rc, _, err = _run([str(onnx), "--data", str(files["npz"])], capsys)
     _one_line_error(rc, err, "TorchScript")
-
-
-def test_bar_chart_draws_threshold() -> None:
-    img = bar_chart([0.5, -1.0, 3.5, float("inf")], 2.0, ["a", "b", "c", "d"], "t", [2])
-    a = np.asarray(img)
-    assert img.size[1] == 300
-    assert ((a[..., 0] > 190) & (a[..., 1] < 60) & (a[..., 2] < 60)).any()  # red suspect bar/line

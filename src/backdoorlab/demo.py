@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,10 @@ import torch
 
 from .data import fashion_mnist_available
 from .data.idx import FASHION_MNIST_HINT
-from .experiment import RunConfig, prepare, run_attack, train_model
+from .experiment import RunConfig, prepare, train_model
 from .models import save_model
+from .pipeline import run_attack, run_defense
+from .records import AttackRun
 from .report.images import amplified_difference, grid_image, save_png
 from .train import TrainSpec, evaluate
 from .triggers import TRIGGERS
@@ -81,7 +83,7 @@ def run_demo(
     print(f"backdoorlab demo: {data}, {epochs} epochs per model, seed {seed}", file=sys.stderr)
 
     with atomic_dir(out) as tmp:
-        p0 = prepare(RunConfig(**{**base.__dict__, "attack": "badnets"}))
+        p0 = prepare(replace(base, attack="badnets"))
         test = p0.splits.test
         t0 = time.perf_counter()
         clean_model = train_model(p0, p0.splits.train)
@@ -107,30 +109,25 @@ def run_demo(
         )
         pick = pick[:8]
         pics, pic_labels = [test.x[pick]], ["clean"]
-        run_dirs: dict[str, Path] = {}
+        runs: dict[str, AttackRun] = {}
         for sc in scenarios:
-            cfg = RunConfig(
-                **{
-                    **base.__dict__,
-                    "attack": sc.attack,
-                    "trigger": sc.trigger,
-                    "trigger_options": dict(sc.options),
-                }
+            cfg = replace(
+                base, attack=sc.attack, trigger=sc.trigger, trigger_options=dict(sc.options)
             )
             t0 = time.perf_counter()
             run_dir = tmp / "runs" / _slug(sc.label)
             res = run_attack(cfg, run_dir)
-            run_dirs[sc.label] = run_dir
-            cev = evaluate(clean_model, test, prepare_attack(cfg))
+            runs[sc.label] = res
+            cev = evaluate(clean_model, test, res.prepared.attack)
             row = {
                 "model": sc.label,
                 "family": sc.family,
                 "trigger": sc.trigger,
-                "clean_acc": res["clean_acc"],
-                "asr": res["asr"],
+                "clean_acc": res.clean_acc,
+                "asr": res.asr,
                 "clean_model_asr": cev["asr"],
-                "psnr": res["stealth"]["psnr"],
-                "ssim": res["stealth"]["ssim"],
+                "psnr": res.stealth["psnr"],
+                "ssim": res.stealth["ssim"],
                 "seconds": time.perf_counter() - t0,
             }
             rows.append(row)
@@ -139,7 +136,7 @@ def run_demo(
             x2 = trig(test.x[pick], torch.Generator().manual_seed(seed)).clamp(0, 1)
             pics += [x2, amplified_difference(test.x[pick], x2)]
             pic_labels += [sc.trigger, f"{sc.trigger} |diff|"]
-        drows = _run_defenses(defenses, run_dirs, scenarios, seed)
+        drows = _run_defenses(defenses, runs, scenarios, seed)
         summary = {
             "data": data,
             "epochs": epochs,
@@ -162,49 +159,28 @@ def _slug(label: str) -> str:
 
 
 def _run_defenses(
-    names: tuple[str, ...], run_dirs: dict[str, Path], scenarios: tuple[Scenario, ...], seed: int
+    names: tuple[str, ...], runs: dict[str, AttackRun], scenarios: tuple[Scenario, ...], seed: int
 ) -> list[dict[str, Any]]:
     """Each defense on the first (patch) run, through the same path as ``backdoorlab defend``."""
     if not names or not scenarios:
         return []
-    from .defend import load_run, run_defense
-
     label = scenarios[0].label
-    run = load_run(run_dirs[label])
+    run = runs[label]
     rows = []
     for name in names:
-        r = run_defense(
-            name, run_dirs[label], run=run, seed=seed, save_repaired=False, eval_limit=2000
-        )
-        row = {"defense": name, "on": label, "protocol": r["protocol"], "auroc": r.get("auroc")}
-        if r["protocol"] == "input-detector":
-            row["detail"] = (
-                f"FRR {r['frr']:.0%} on clean inputs -> FAR {1 - r['recall']:.3f} "
-                f"(triggered inputs missed)"
-            )
-        elif r["protocol"] == "data-sanitizer":
-            row["detail"] = (
-                f"removed {r['n_removed']} samples, poison recall {r['removed_recall']:.3f}; "
-                f"retrained: CA {r['clean_acc_after']:.3f}, ASR {r['asr_after']:.3f}"
-            )
-        else:
-            row["detail"] = ""
-        row["seconds"] = r["seconds"]
+        r = run_defense(run, name, seed=seed, save_repaired=False, eval_limit=2000)
+        row = {
+            "defense": name,
+            "on": label,
+            "protocol": r.family,
+            "auroc": getattr(r, "auroc", None),
+            "detail": r.verdict,
+            "seconds": r.seconds,
+            "record": r.to_json(),
+        }
         rows.append(row)
-        print(
-            f"  {name:<22} on {label}: AUROC {r.get('auroc', float('nan')):.3f}; {row['detail']}",
-            file=sys.stderr,
-        )
+        print(f"  {name:<22} on {label}: {r.verdict}", file=sys.stderr)
     return rows
-
-
-def prepare_attack(cfg: RunConfig) -> Any:
-    """The attack object of a run config (to evaluate a clean model against the same trigger)."""
-    from .attacks import ATTACKS
-    from .experiment import build_trigger
-
-    trig = build_trigger(cfg.trigger, cfg.trigger_options)
-    return ATTACKS.create(cfg.attack, trigger=trig, target=cfg.target, mode=cfg.mode, rate=cfg.rate)
 
 
 def _print_row(r: dict[str, Any]) -> None:

@@ -1,27 +1,25 @@
-"""One attack run end to end: load data, build trigger and attack, poison, train, evaluate, save.
+"""What defines an attack run (``RunConfig``) and how it is prepared: data, trigger, attack, model.
 
-``run_attack`` is what ``backdoorlab attack`` and ``backdoorlab demo`` call; it validates every
-option before any work starts, and writes its output folder atomically (all or nothing).
+``prepare`` validates every option before any work starts; ``pipeline.run_attack`` then poisons,
+trains and evaluates, and ``runs`` writes and reads the run folder. The demo, the CLI and the
+benchmark all build their attacks here (one factory).
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
 from torch import nn
 
-from . import __version__
 from .attacks import ATTACKS, PoisoningAttack
 from .data import ImageData, Splits, load_dataset
 from .errors import ConfigError
-from .models import create_model, save_model
-from .train import History, TrainSpec, evaluate, fit
+from .models import create_model
+from .train import History, TrainSpec, fit
+from .train.hooks import TrainHooks
 from .triggers import TRIGGERS, Trigger
-from .utils import atomic_dir, atomic_write_json
 
 
 def default_model_for(shape: tuple[int, int, int]) -> str:
@@ -60,6 +58,43 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> RunConfig:
+        """Build from a dict (a config file or ``results.json``); unknown keys are a ``ConfigError``."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected an object of run options")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown key(s) {', '.join(unknown)}; accepted: {', '.join(sorted(known))}"
+            )
+        train = data.get("train", {})
+        if isinstance(train, TrainSpec):
+            spec = train
+        else:
+            if not isinstance(train, dict):
+                raise ConfigError(f"{source}: 'train' must be a table of training options")
+            tkeys = {f.name for f in fields(TrainSpec)}
+            bad = sorted(set(train) - tkeys)
+            if bad:
+                raise ConfigError(
+                    f"{source}: unknown train key(s) {', '.join(bad)}; accepted: {', '.join(sorted(tkeys))}"
+                )
+            spec = TrainSpec(**train)
+        try:
+            return cls(**{**data, "train": spec})
+        except TypeError as e:
+            raise ConfigError(f"{source}: bad run options ({e})") from None
+
+    def config_hash(self) -> str:
+        """A stable hash of the whole configuration (sorted canonical JSON, SHA-256)."""
+        import hashlib
+        import json
+
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -123,8 +158,13 @@ def prepare(cfg: RunConfig) -> Prepared:
     return Prepared(cfg, splits, attack.trigger, attack, arch, mopts)
 
 
-def train_model(p: Prepared, data: ImageData, history: History | None = None) -> nn.Module:
-    """Initialise the run's architecture with its seed and train it on ``data``."""
+def train_model(
+    p: Prepared,
+    data: ImageData,
+    history: History | None = None,
+    hooks: TrainHooks | None = None,
+) -> nn.Module:
+    """Initialise the run's architecture with its seed and train it on ``data`` (with ``hooks``)."""
     model = create_model(
         p.arch,
         num_classes=data.num_classes,
@@ -133,99 +173,4 @@ def train_model(p: Prepared, data: ImageData, history: History | None = None) ->
         **p.model_options,
     )
     spec = TrainSpec(**{**p.cfg.train.to_dict(), "seed": p.cfg.seed})
-    return fit(model, data, spec, history=history)
-
-
-def stealth_of(trigger: Trigger, x: torch.Tensor, seed: int) -> dict[str, float]:
-    """Mean L0/L2/L_inf, PSNR and SSIM of the trigger on a sample of images."""
-    from .metrics.stealth import stealth_report
-
-    return stealth_report(trigger, x, generator=torch.Generator().manual_seed(seed))
-
-
-def run_attack(
-    cfg: RunConfig, out: str | Path | None = None, *, prepared: Prepared | None = None
-) -> dict[str, Any]:
-    """Poison, train, evaluate; with ``out`` write results.json, the model and a sample grid there."""
-    t_start = time.perf_counter()
-    p = prepared or prepare(cfg)
-    t_load = time.perf_counter() - t_start
-    t0 = time.perf_counter()
-    poisoned = p.attack.poison(p.splits.train, seed=cfg.seed)
-    t_poison = time.perf_counter() - t0
-    hist = History()
-    t0 = time.perf_counter()
-    model = train_model(p, poisoned.data, hist)
-    t_train = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ev = evaluate(model, p.splits.test, p.attack, seed=cfg.seed + 1)
-    t_eval = time.perf_counter() - t0
-    sample = p.splits.test.x[:256]
-    results: dict[str, Any] = {
-        "attack": cfg.attack,
-        "trigger": p.trigger.name,
-        "data": cfg.data,
-        "model": p.arch,
-        "seed": cfg.seed,
-        "clean_acc": ev["clean_acc"],
-        "asr": ev["asr"],
-        "poisoned": len(poisoned.indices),
-        "poison_rate": len(poisoned.indices) / len(p.splits.train),
-        "stealth": stealth_of(p.trigger, sample, cfg.seed),
-        "per_class": ev["per_class"],
-        "attack_config": p.attack.describe(),
-        "train": {**cfg.train.to_dict(), "seed": cfg.seed, "loss": hist.loss, "acc": hist.acc},
-        "config": cfg.to_dict(),
-        "version": __version__,
-    }
-    clean_model = None
-    if cfg.clean_baseline:
-        t0 = time.perf_counter()
-        clean_model = train_model(p, p.splits.train)
-        cev = evaluate(clean_model, p.splits.test, p.attack, seed=cfg.seed + 1)
-        results["clean_model"] = {
-            "clean_acc": cev["clean_acc"],
-            "asr": cev["asr"],
-            "seconds": time.perf_counter() - t0,
-        }
-    results["timings"] = {
-        "load_s": t_load,
-        "poison_s": t_poison,
-        "train_s": t_train,
-        "eval_s": t_eval,
-        "total_s": time.perf_counter() - t_start,
-        "train_images_per_s": len(poisoned.data) * cfg.train.epochs / max(t_train, 1e-9),
-    }
-    if out is not None:
-        write_run(Path(out), results, model, poisoned.indices, p, clean_model)
-    results["_model"] = model
-    return results
-
-
-def write_run(
-    out: Path,
-    results: dict[str, Any],
-    model: nn.Module,
-    indices: torch.Tensor,
-    p: Prepared,
-    clean_model: nn.Module | None = None,
-) -> None:
-    """Write a run folder atomically: results.json, model.safetensors/.json, poison indices, samples.png."""
-    from .report.images import save_trigger_grid
-
-    with atomic_dir(out) as tmp:
-        classes = p.splits.train.classes
-        save_model(model, tmp / "model.safetensors", classes=classes)
-        if clean_model is not None:
-            save_model(clean_model, tmp / "clean_model.safetensors", classes=classes)
-        atomic_write_json(tmp / "poison_indices.json", indices.tolist())
-        test = p.splits.test
-        pick = torch.cat(
-            [torch.nonzero(test.y == k).flatten()[:1] for k in range(test.num_classes)]
-        )[:10]
-        clean = test.x[pick]
-        trig = p.trigger(clean, torch.Generator().manual_seed(p.cfg.seed)).clamp(0, 1)
-        save_trigger_grid(clean, trig, tmp / "samples.png", scale=3, title=p.trigger.name)
-        atomic_write_json(
-            tmp / "results.json", {k: v for k, v in results.items() if not k.startswith("_")}
-        )
+    return fit(model, data, spec, history=history, hooks=hooks)

@@ -160,7 +160,7 @@ class EvalMetrics(Record):
     clean_acc: float
     asr: float | None = None
     ra: float | None = None
-    per_class: tuple[float, ...] = ()
+    per_class: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -182,7 +182,7 @@ class AttackRun(Record):
     clean_acc: float = float("nan")
     asr: float = float("nan")
     ra: float | None = None
-    per_class: tuple[float, ...] = ()
+    per_class: dict[str, float] = field(default_factory=dict)
     poisoned: int = 0
     poison_rate: float = 0.0
     stealth: dict[str, float] = field(default_factory=dict)
@@ -199,6 +199,7 @@ class AttackRun(Record):
     clean_model: Any = field(default=None, compare=False, repr=False, metadata=NOT_JSON)
     poison_indices: Any = field(default=None, compare=False, repr=False, metadata=NOT_JSON)
     prepared: Any = field(default=None, compare=False, repr=False, metadata=NOT_JSON)
+    poisoned_set: Any = field(default=None, compare=False, repr=False, metadata=NOT_JSON)
 
 
 # --------------------------------------------------------------------------- defenses

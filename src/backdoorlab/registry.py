@@ -82,6 +82,12 @@ class Registry(Generic[T]):
 
         return deco
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` and its aliases (for tests that register temporary doubles)."""
+        entry = self._entries.pop(name)
+        for a in entry.aliases:
+            self._aliases.pop(a, None)
+
     def get(self, name: str) -> T:
         """The factory registered as ``name``; a clear error suggests close names otherwise."""
         return self.entry(name).factory

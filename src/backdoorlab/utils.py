@@ -53,12 +53,23 @@ def progress(
     yield from tqdm(iterable, desc=desc, total=total, leave=leave, dynamic_ncols=True)
 
 
+def current_umask() -> int:
+    """The process umask (read without changing it for longer than a moment)."""
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file and rename: never a half-written file."""
+    """Write ``data`` to ``path`` via a temp file and rename: never a half-written file.
+
+    The file gets the mode a plain ``open`` would give it (0666 less the umask), not mkstemp's 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
@@ -89,11 +100,13 @@ def _json_default(o: Any) -> Any:
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Build a folder in a hidden sibling and move it into place only if the block succeeds.
 
-    An existing folder at ``path`` is replaced on success and left untouched on failure.
+    An existing folder at ``path`` is replaced on success and left untouched on failure. The folder
+    gets the mode ``mkdir`` would give it (0777 less the umask), not mkdtemp's 0700.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
+    os.chmod(tmp, 0o777 & ~current_umask())
     try:
         yield tmp
     except BaseException:

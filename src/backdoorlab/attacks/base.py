@@ -8,7 +8,7 @@ samples) and clean-label (poison only target-class samples, keep their labels).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -108,6 +108,7 @@ class PoisoningAttack:
     """
 
     name = "poison"
+    kind: ClassVar[str] = "poisoning"
 
     def __init__(
         self,

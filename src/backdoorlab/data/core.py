@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..utils import make_generator
 
 
@@ -104,6 +104,33 @@ class ImageData:
             out.append(self.subset(torch.sort(perm[start : start + n]).values))
             start += n
         return out
+
+    def split_balanced(
+        self, fraction: float, seed: int | torch.Generator | None = 0
+    ) -> tuple[ImageData, ImageData]:
+        """Seeded class-balanced split: ``round(fraction * n_c)`` of each class, and the disjoint rest.
+
+        Used for the defender's clean part of a test split and the evaluation part it never sees.
+        """
+        if not 0 < fraction < 1:
+            raise ConfigError(f"--clean-fraction must be in (0, 1), got {fraction}")
+        g = make_generator(seed)
+        perm = torch.randperm(len(self), generator=g)
+        y = self.y[perm]
+        order = torch.argsort(y, stable=True)
+        ys = y[order]
+        rank = torch.arange(len(ys)) - torch.searchsorted(ys, ys, side="left")
+        counts = torch.bincount(ys, minlength=self.num_classes)
+        take = torch.round(counts.double() * fraction).long()[ys]
+        pick = torch.zeros(len(self), dtype=torch.bool)
+        pick[perm[order[rank < take]]] = True
+        if not pick.any() or pick.all():
+            raise ConfigError(
+                f"--clean-fraction {fraction}: leaves no defender or no evaluation samples out of {len(self)}"
+            )
+        first = self.subset(pick).with_(name=f"{self.name}[defender]")
+        rest = self.subset(~pick).with_(name=f"{self.name}[eval]")
+        return first, rest
 
     def to_uint8(self) -> np.ndarray:
         """Images as a uint8 array ``(N, H, W, C)`` for writing files."""

@@ -7,48 +7,17 @@ the true poison indices; those are only for scoring it afterwards (``metrics.det
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from ..data.core import ImageData
+from ..records import ScanResult
 from ..registry import Registry
 from ..train.loop import TrainSpec
 
 DEFENSES: Registry[Any] = Registry("defenses")
-
-
-@dataclass
-class ScanResult:
-    """A model scanner's verdict.
-
-    ``score``: higher = more suspicious, comparable across models for one method (e.g. Neural
-    Cleanse's anomaly index). ``evidence`` holds tensors such as reversed masks ``(K, 1, H, W)`` and
-    patterns ``(K, C, H, W)``; ``per_class`` per-label figures (e.g. mask L1 norms).
-    """
-
-    method: str
-    flagged: bool
-    score: float
-    suspect_targets: list[int] = field(default_factory=list)
-    per_class: dict[str, Any] = field(default_factory=dict)
-    evidence: dict[str, torch.Tensor] = field(default_factory=dict)
-    seconds: float = 0.0
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-friendly form (evidence tensors left out)."""
-        return {
-            "method": self.method,
-            "flagged": bool(self.flagged),
-            "score": float(self.score),
-            "suspect_targets": [int(t) for t in self.suspect_targets],
-            "per_class": self.per_class,
-            "seconds": float(self.seconds),
-            **({"info": self.info} if self.info else {}),
-        }
 
 
 class ModelDetector:

@@ -40,7 +40,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..data.core import ImageData
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError
+from ..models.loading import check_classifier
 from ..utils import make_generator, model_device
 
 EPS = 1e-7
@@ -191,29 +192,6 @@ def attack_success(
         pred = model(xs).argmax(1).view(m.shape[0], n).cpu()
         hits[i : i + per] = (pred == tg[i : i + per, None]).float().mean(1)
     return hits
-
-
-def check_classifier(model: nn.Module, x: torch.Tensor, num_classes: int | None = None) -> int:
-    """Run ``model`` on a few images; return K if it outputs ``(N, K)`` logits, else a ``ModelError``."""
-    dev = model_device(model)
-    try:
-        with torch.no_grad():
-            out = model(x[:2].to(dev))
-    except Exception as e:
-        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise ModelError(
-            f"model cannot run on images of shape {tuple(x.shape[1:])} ({msg})"
-        ) from None
-    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != min(2, len(x)):
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ModelError(
-            f"model output must be (N, K) class logits, got {got} for {min(2, len(x))} images"
-        )
-    if out.shape[1] < 2:
-        raise ModelError(f"model output must have K >= 2 classes, got {out.shape[1]}")
-    if num_classes is not None and out.shape[1] != num_classes:
-        raise ModelError(f"model outputs {out.shape[1]} classes, expected {num_classes}")
-    return int(out.shape[1])
 
 
 def reverse_triggers(

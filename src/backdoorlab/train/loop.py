@@ -22,6 +22,7 @@ from ..data.core import ImageData
 from ..errors import ConfigError
 from ..utils import make_generator, progress, resolve_device
 from .augment import AUGMENTATIONS, augment
+from .hooks import FunctionHooks, TrainHooks
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "cosine", "step", "onecycle")
@@ -123,25 +124,31 @@ def fit(
         [torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]
     ]
     | None = None,
+    hooks: TrainHooks | None = None,
 ) -> nn.Module:
     """Train ``model`` on ``data`` in place with ``spec``; the same seed gives the same weights.
 
-    ``batch_transform(x, y, generator)`` lets an attack or defense alter each batch (e.g. WaNet's noise
-    mode or unlearning); ``loss_fn`` replaces cross-entropy.
+    ``hooks`` (``train.hooks.TrainHooks``) let a training-time attack or a defense add trainable parts,
+    transform batches, add loss terms, set its own schedule and act after each epoch. The shortcuts
+    ``batch_transform(x, y, generator)`` and ``loss_fn(out, y)`` (replaces cross-entropy) build such
+    hooks from plain functions.
 
     Example:
         >>> from backdoorlab.models import create_model
         >>> d = ImageData(torch.rand(64, 1, 28, 28), torch.randint(0, 10, (64,)))
         >>> m = fit(create_model("lenet5", seed=0), d, TrainSpec(epochs=1, progress=False))
     """
-    spec = spec or TrainSpec()
+    if hooks is not None and (batch_transform is not None or loss_fn is not None):
+        raise ConfigError("fit: give either hooks or batch_transform/loss_fn, not both")
+    hk = hooks or FunctionHooks(batch_transform, loss_fn)
+    spec = hk.spec(spec or TrainSpec())
     device = resolve_device(spec.device)
     model.to(device)
     n = len(data)
     if n == 0:
         raise ConfigError(f"{data.name or 'data'}: cannot train on an empty data set")
     steps = math.ceil(n / spec.batch_size)
-    opt = make_optimizer(model.parameters(), spec)
+    opt = make_optimizer([*model.parameters(), *hk.parameters()], spec)
     sched = make_scheduler(opt, spec, steps)
     g = make_generator(spec.seed)
     torch.manual_seed(spec.seed)  # dropout and other in-model randomness
@@ -153,7 +160,7 @@ def fit(
     on_device = device.type != "cpu"
     if on_device:
         x_all, y_all = x_all.to(device), y_all.to(device)
-    crit = loss_fn or (lambda out, y: F.cross_entropy(out, y, label_smoothing=spec.label_smoothing))
+    hk.on_train_start(model, data, device)
     model.train()
     for epoch in progress(
         range(start_epoch, spec.epochs),
@@ -178,10 +185,10 @@ def fit(
             xb, yb = x_all[idx], y_all[idx]
             if spec.augment != "none":
                 xb = augment(xb, spec.augment, g)
-            if batch_transform is not None:
-                xb, yb = batch_transform(xb, yb, g)
+            xb, yb = hk.batch(xb, yb, g)
             out = model(xb)
-            loss = crit(out, yb)
+            base = F.cross_entropy(out, yb, label_smoothing=spec.label_smoothing)
+            loss = hk.loss(model, xb, yb, out, base)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -193,6 +200,7 @@ def fit(
             history.loss.append(float(tot_loss) / n)
             history.acc.append(float(correct) / n)
             history.seconds.append(time.perf_counter() - t0)
+        hk.on_epoch_end(epoch + 1, model)
         if ckpt is not None:
             _save_checkpoint(ckpt, epoch + 1, model, opt, sched, g, history)
     model.eval()

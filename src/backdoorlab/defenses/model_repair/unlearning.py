@@ -85,8 +85,8 @@ class NCUnlearning(ModelRepair):
         if res is None or "masks" not in res.evidence:
             res = NeuralCleanse(per_class=self.scan_per_class, seed=self.seed).scan(model, clean)
             self.scan_result = res
-        classes = res.info.get("classes") or list(range(res.evidence["masks"].shape[0]))
-        targets = list(res.suspect_targets) or [int(res.info.get("min_norm_class", classes[0]))]
+        classes = list(res.classes) or list(range(res.evidence["masks"].shape[0]))
+        targets = list(res.suspect_targets) or [int(res.extras.get("min_norm_class", classes[0]))]
         rows = [classes.index(t) for t in targets]
         self.used_targets = targets
         return res.evidence["masks"][rows], res.evidence["patterns"][rows]

@@ -401,14 +401,12 @@ class ABS(ModelDetector):
         for _, lab in sorted(hits, key=lambda t: -t[0]):
             if lab not in targets:
                 targets.append(lab)
-        per_class: dict[str, Any] = {}
+        per_class: dict[str, Any] = {"pixel_reasr": [], "filter_reasr": []}
         for cls in range(nk):
             pr = pix_r[pix_l == cls]
             fr = fil_r[fil_l == cls]
-            per_class[clean.classes[cls]] = {
-                "pixel_reasr": float(pr.max()) if len(pr) else 0.0,
-                "filter_reasr": float(fr.max()) if len(fr) else 0.0,
-            }
+            per_class["pixel_reasr"].append(float(pr.max()) if len(pr) else 0.0)
+            per_class["filter_reasr"].append(float(fr.max()) if len(fr) else 0.0)
         candidates = [
             {
                 "neuron": int(neurons[i]),
@@ -436,13 +434,28 @@ class ABS(ModelDetector):
             "n_images_opt": len(opt_set),
             "n_images_reasr": len(clean),
         }
+        # one score on one scale: the larger REASR relative to its own threshold (flagged iff >= 1)
+        rel = [
+            r / t
+            for kind, r, t in (
+                ("pixel", pix_best, self.threshold_pixel),
+                ("filter", fil_best, self.threshold_filter),
+            )
+            if kind in self.triggers
+        ]
         return ScanResult(
+            defense=self.name,
             method=self.name,
             flagged=bool(flag_pix or flag_fil),
-            score=max(pix_best, fil_best),
-            suspect_targets=targets,
+            score=float(max(rel, default=0.0)),
+            threshold=1.0,
+            criterion="reasr",
+            score_meaning="largest REASR divided by its threshold "
+            f"(pixel {self.threshold_pixel:g}, filter {self.threshold_filter:g})",
+            suspect_targets=tuple(int(t) for t in targets),
+            classes=tuple(range(nk)),
             per_class=per_class,
             evidence=evidence,
             seconds=time.perf_counter() - t0,
-            info=info,
+            extras=info,
         )

@@ -94,24 +94,31 @@ def verdict(
         "reached": [bool(v) for v in res.reached],
         "epochs": [int(v) for v in res.epochs],
     }
+    what = (
+        "second-smallest / smallest mask L1 norm"
+        if criterion == "ratio"
+        else "MAD anomaly index of the smallest mask L1 norm"
+    )
     return ScanResult(
+        defense=method,
         method=method,
-        flagged=flagged,
-        score=score,
-        suspect_targets=suspects,
+        flagged=bool(flagged),
+        score=float(score),
+        threshold=float(ratio_threshold if criterion == "ratio" else threshold),
+        criterion=criterion,
+        score_meaning=what,
+        suspect_targets=tuple(int(t) for t in suspects),
+        classes=tuple(int(t) for t in res.targets),
         per_class=per_class,
         evidence={"masks": res.masks, "patterns": res.patterns, "norms": res.norms},
         seconds=seconds,
-        info={
-            "criterion": criterion,
-            "threshold": ratio_threshold if criterion == "ratio" else threshold,
+        extras={
             "anomaly_index": anomaly,
             "anomaly_threshold": threshold,
             "norm_ratio": ratio,
             "median_l1": med,
             "mad": mad,
             "min_norm_class": res.targets[top],
-            "classes": res.targets,
             **(info or {}),
         },
     )
