@@ -108,9 +108,16 @@ def _abs_like(class_names: list[str]) -> object:
         evidence={
             "masks": torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(1)),
             "patterns": torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(2)),
-            "labels": torch.tensor([1, 2, 2, 0]),
+            "neurons": torch.tensor([7, 3, 12, 5]),
         },
-        extras={"threshold_pixel": 0.88, "threshold_filter": 0.9, "layer": "conv2"},
+        extras={
+            "threshold_pixel": 0.88,
+            "threshold_filter": 0.9,
+            "layer": "conv2",
+            "candidates": [
+                {"neuron": n, "pixel_label": lab} for n, lab in ((7, 1), (3, 2), (12, 2), (5, -1))
+            ],
+        },
     )
 
 

@@ -8,13 +8,14 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from backdoorlab.records import ScanReport, ScanResult
 from backdoorlab.report.demo import DemoSummary, demo_tables, write_demo_report
 from backdoorlab.report.html import render_page
 from backdoorlab.report.plots import bar_chart, line_chart, scan_class_chart
-from backdoorlab.report.scan import write_scan_report
+from backdoorlab.report.scan import evidence_labels, write_scan_report
 from backdoorlab.report.tables import Table, fmt_threshold, per_class_score
 from conftest import HOSTILE
 
@@ -165,6 +166,19 @@ def test_per_class_score_on_the_thresholds_scale(scan_report_record: ScanReport)
     assert chart is not None and not chart.threshold_drawn
     assert "not to this figure" in chart.caption
     assert per_class_score(ScanResult(method="none")) is None
+
+
+def test_trigger_columns_name_what_each_trigger_is(scan_report_record: ScanReport) -> None:
+    nc, ab = scan_report_record.results
+    names = scan_report_record.class_names
+    assert evidence_labels(nc, 6, names)[3] == "3 (dress)"  # one trigger per class
+    # ABS: one trigger per candidate neuron, even when there are as many candidates as classes
+    assert evidence_labels(ab, 4, names) == ["n7->1", "n3->2", "n12->2", "n5"]
+    six = ab.replace(evidence={"neurons": torch.arange(6)}, extras={})
+    assert evidence_labels(six, 6, names) == [f"n{i}" for i in range(6)]
+    given = ab.replace(evidence={"labels": torch.tensor([3, 0])})
+    assert evidence_labels(given, 2, names) == ["3 (dress)", "0 (zero)"]
+    assert evidence_labels(ScanResult(method="x"), 2) == ["#0", "#1"]
 
 
 def test_scan_report_without_evidence_or_per_class(tmp_path: Path) -> None:

@@ -198,7 +198,7 @@ def scan_class_chart(
         )
         caption = (
             f"{method}: per-class {pcs.name}; the score is its largest value ({meaning}); "
-            f"dashed line: the method's threshold {result.threshold:g}, flagged above it; "
+            f"dashed line: the method's threshold {result.threshold:g}; "
             "red: suspect targets."
         )
         return ClassChart(png, caption, pcs.name, True)

@@ -44,6 +44,29 @@ def _as_tensor(v: Any) -> torch.Tensor | None:
     return t
 
 
+def evidence_labels(result: ScanResult, k: int, class_names: Sequence[str] = ()) -> list[str]:
+    """Column labels for ``k`` reversed triggers: ``evidence["labels"]`` (the class each one sends
+    images to) when given; per candidate neuron (``evidence["neurons"]``, e.g. ABS) ``n<id>``, with
+    ``-><class>`` from ``extras["candidates"][i]["pixel_label"]`` when there; else the classes when
+    there is one trigger per class; else ``#i``."""
+    labels_t = _as_tensor(result.evidence.get("labels"))
+    if labels_t is not None and labels_t.numel() == k:
+        return [class_label(int(v), class_names) for v in labels_t.flatten().tolist()]
+    neurons = _as_tensor(result.evidence.get("neurons"))
+    if neurons is not None and neurons.numel() == k:
+        cands = result.extras.get("candidates")
+        out = []
+        for i, n in enumerate(neurons.flatten().tolist()):
+            lab = None
+            if isinstance(cands, list) and i < len(cands) and isinstance(cands[i], dict):
+                lab = cands[i].get("pixel_label")
+            out.append(f"n{int(n)}->{lab}" if isinstance(lab, int) and lab >= 0 else f"n{int(n)}")
+        return out
+    if len(result.classes) == k:
+        return [class_label(t, class_names) for t in result.classes]
+    return [f"#{i}" for i in range(k)]
+
+
 def trigger_grid(result: ScanResult, class_names: Sequence[str] = ()) -> Image.Image | None:
     """Rows mask | pattern | mask*pattern of the reversed triggers, one column per class (or candidate).
 
@@ -63,13 +86,7 @@ def trigger_grid(result: ScanResult, class_names: Sequence[str] = ()) -> Image.I
         return None
     m_img = masks.expand(-1, c, -1, -1) if masks.shape[1] == 1 else masks
     k = len(masks)
-    labels_t = _as_tensor(result.evidence.get("labels"))
-    if labels_t is not None and labels_t.numel() == k:
-        cols = [class_label(int(v), class_names) for v in labels_t.flatten().tolist()]
-    elif len(result.classes) == k:
-        cols = [class_label(t, class_names) for t in result.classes]
-    else:
-        cols = [f"#{i}" for i in range(k)]
+    cols = evidence_labels(result, k, class_names)
     h = masks.shape[-1]
     scale = max(1, min(8, 84 // max(1, h)))
     per = max(1, GRID_WIDTH // (h * scale + 2))
@@ -179,10 +196,15 @@ def write_scan_report(
             grid = trigger_grid(r, names)
             if grid is not None:
                 save_png(grid, tmp / f"{stem}_triggers.png")
+                per = (
+                    "candidate neuron (n<id>-><class>: the class its trigger sends images to)"
+                    if "neurons" in r.evidence and "labels" not in r.evidence
+                    else "class"
+                )
                 figs.append(
                     {
                         "src": f"{stem}_triggers.png",
-                        "caption": f"{name}: reversed trigger per class (or candidate): "
+                        "caption": f"{name}: reversed trigger per {per}: "
                         "mask, pattern and mask*pattern.",
                         "pixel": True,
                     }

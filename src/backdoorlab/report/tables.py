@@ -152,9 +152,9 @@ def mapping_table(d: Mapping[str, Any], title: str = "") -> Table | None:
             and len(v) <= 8
             and all(isinstance(x, int | float | str) for x in v)
         ):
-            rows.append((str(k), ", ".join(fmt(x) for x in v)))
+            rows.append((str(k), ", ".join(fmt_sig(x) for x in v)))
         elif v is None or isinstance(v, bool | int | float | str):
-            rows.append((str(k), fmt(v)))
+            rows.append((str(k), fmt_sig(v)))
     if not rows:
         return None
     return make_table([("", False), ("", False)], rows, title=title)
