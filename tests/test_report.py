@@ -262,6 +262,7 @@ def test_demo_report_without_defenses_or_picture(
     assert len(parse(page).tables) == 1
     with pytest.raises(TypeError, match="triggers"):
         write_demo_report(tmp_path / "bad", s.replace(triggers="not a picture"))
+    assert not (tmp_path / "bad").exists()  # nothing half-written
 
 
 # ----------------------------------------------------------------------------- pieces

@@ -183,13 +183,7 @@ def overview_chart(s: DemoSummary, path: str | Path | None = None) -> bytes:
 def write_demo_report(out_dir: str | Path, summary: DemoSummary) -> Path:
     """Write the demo report files into ``out_dir`` (created if needed); returns ``index.html``'s path."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "results.json", summary.to_json())
-    atomic_write_bytes(out / "table.md", demo_markdown(summary).encode("utf-8"))
-    overview_chart(summary, out / "overview.png")
-    png = _png_bytes(summary.triggers)
-    if png is not None:
-        atomic_write_bytes(out / "triggers.png", png)
+    png = _png_bytes(summary.triggers)  # checked first: a bad picture writes nothing
     tables = demo_tables(summary)
     page = render_page(
         "demo.html.j2",
@@ -200,6 +194,14 @@ def write_demo_report(out_dir: str | Path, summary: DemoSummary) -> Path:
         has_triggers=png is not None,
         command=summary.command,
     )
+    markdown = demo_markdown(summary)
+    overview = overview_chart(summary)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "overview.png", overview)
+    if png is not None:
+        atomic_write_bytes(out / "triggers.png", png)
+    atomic_write_json(out / "results.json", summary.to_json())
+    atomic_write_bytes(out / "table.md", markdown.encode("utf-8"))
     atomic_write_bytes(out / "index.html", page.encode("utf-8"))
     return out / "index.html"
 
