@@ -154,7 +154,9 @@ def test_defend_input_detector(run_dir: Path) -> None:
     assert res["auroc"] > 0.95
     assert {"seconds", "peak_mem_mb", "threshold", "precision", "recall", "frr", "far"} <= set(res)
     assert res["n_clean"] == 9000 and res["n_triggered"] == 8100  # target-class images excluded
-    assert isinstance(load_record(run_dir / "defenses" / "test-fake-input.json"), InputDetectionResult)
+    assert isinstance(
+        load_record(run_dir / "defenses" / "test-fake-input.json"), InputDetectionResult
+    )
 
 
 def test_sanitize_retrains_on_kept_set(run_dir: Path) -> None:

@@ -26,7 +26,11 @@ def test_demo_quick_writes_report(tmp_path: Path, capsys: pytest.CaptureFixture[
     ):
         assert (out / name).exists(), name
     res = json.loads((out / "results.json").read_text())
-    rows = {r["model"]: r for r in res["rows"]}
+    assert res["kind"] == "demo"
+    rows = {
+        r["label"]: {**r["run"], "clean_model_asr": r["clean_model_asr"]} for r in res["attacks"]
+    }
+    rows["clean"] = res["clean"]
     assert set(rows) == {
         "clean",
         "BadNets patch",
@@ -39,6 +43,6 @@ def test_demo_quick_writes_report(tmp_path: Path, capsys: pytest.CaptureFixture[
         patch["asr"] > 0.8 > patch["clean_model_asr"]
     )  # the backdoor is real, not the trigger alone
     assert patch["clean_acc"] > rows["clean"]["clean_acc"] - 0.05
-    assert {d["defense"] for d in res["defenses"]} == {"strip", "activation-clustering"}
+    assert {d["record"]["defense"] for d in res["defenses"]} == {"strip", "activation-clustering"}
     assert (out / "runs" / "badnets-patch" / "defenses" / "strip.json").exists()
     assert not list(tmp_path.glob(".demo*"))  # no partial folder left behind

@@ -84,8 +84,12 @@ def test_every_registry_suggests_a_close_name(family: str, bad: str, good: str) 
         reg.get(bad)
 
 
-def test_trigger_typo_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["attack", "--data", "synthetic-signs", "--trigger", "pach", "--out", str(tmp_path / "r")])
+def test_trigger_typo_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = main(
+        ["attack", "--data", "synthetic-signs", "--trigger", "pach", "--out", str(tmp_path / "r")]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "did you mean patch?" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()

@@ -8,9 +8,20 @@ from typing import Any
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the demo and write its report folder."""
+    import shlex
+    import sys
+
     from ..demo import run_demo
 
-    run_demo(out=args.out, epochs=args.epochs, seed=args.seed, data=args.data, quick=args.quick)
+    command = "backdoorlab " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
+    run_demo(
+        out=args.out,
+        epochs=args.epochs,
+        seed=args.seed,
+        data=args.data,
+        quick=args.quick,
+        command=command,
+    )
     return 0
 
 
