@@ -199,7 +199,7 @@ def _ca_asr(model: nn.Module, data: ImageData, attack: Any, seed: int) -> dict[s
     from .train import evaluate
 
     ev = evaluate(model, data, attack, seed=seed)
-    return {"clean_acc": float(ev["clean_acc"]), "asr": float(ev["asr"])}
+    return {k: float(ev[k]) for k in ("clean_acc", "asr", "ra") if k in ev}
 
 
 def run_defense(
