@@ -368,17 +368,13 @@ def reverse_triggers_sequential(
 def mad_anomaly(norms: torch.Tensor) -> tuple[torch.Tensor, float, float]:
     """NC's MAD outlier test (Sec. IV-C): signed anomaly index ``(median - norm) / (1.4826 * MAD)``.
 
-    Positive values lie below the median (smaller triggers: suspicious). Returns (index, median, mad);
-    a zero MAD is floored at ``1e-6 * median`` so that the index stays finite.
+    Positive values lie below the median (smaller triggers: suspicious). Returns (index float32,
+    median, 1.4826 * MAD); see :func:`backdoorlab.metrics.detection.anomaly_index` (zero-MAD floor).
     """
-    v = norms.double().flatten()
-    med = float(torch.quantile(v, 0.5))
-    mad = 1.4826 * float(torch.quantile((v - med).abs(), 0.5))
-    # all norms (nearly) equal: a tiny floor keeps the index finite (and JSON-safe) yet huge for
-    # any norm that does differ
-    scale = mad if mad > 0 else max(1e-6 * abs(med), 1e-12)
-    idx = (med - v) / scale
-    return idx.float(), med, mad
+    from ..metrics.detection import anomaly_index, median_mad
+
+    med, mad = median_mad(norms)
+    return anomaly_index(norms, signed=True).float(), med, mad
 
 
 def default_clean(clean: ImageData, per_class: int | None, seed: int) -> ImageData:

@@ -1,4 +1,4 @@
-"""The one evaluation path: clean accuracy, attack success rate, per-class accuracy."""
+"""The one evaluation path: clean accuracy, attack success rate, robust accuracy, per-class accuracy."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..data.core import ImageData
+from ..metrics.detection import attack_success_rate, robust_accuracy
 from ..utils import eval_mode, model_device
 
 
@@ -43,10 +44,13 @@ def evaluate(
     seed: int = 1,
     batch_size: int = 1024,
 ) -> dict[str, Any]:
-    """Clean accuracy, per-class accuracy and, given an attack, its success rate on ``test``.
+    """Clean accuracy, per-class accuracy and, given an attack, its success rate and robust accuracy.
 
-    ASR counts only test images whose true label differs from the backdoor's target (the attack's
-    ``triggered_test``); it is the fraction of those, triggered, classified as the target.
+    ASR and RA use the same triggered images (the attack's ``triggered_test``, seeded) and one forward
+    pass: only eligible test images (``TargetMap.eligible``: all-to-one excludes the target class,
+    all-to-all takes every image with target ``(y + 1) mod K``, source-specific only the source
+    classes). ASR = fraction of them classified as the backdoor's target; RA = fraction classified
+    as their true label.
     """
     pred = predict(model, test.x, batch_size)
     correct = pred == test.y
@@ -61,6 +65,11 @@ def evaluate(
     }
     if attack is not None:
         trig = attack.triggered_test(test, seed=seed)
-        out["asr"] = accuracy(model, trig, batch_size)
+        pred_trig = predict(model, trig.x, batch_size)
+        out["asr"] = attack_success_rate(pred_trig, trig.y)
         out["n_asr"] = len(trig)
+        target_map = getattr(attack, "target_map", None)
+        if target_map is not None:
+            y_true = test.y[target_map(test.num_classes).eligible(test.y)]
+            out["ra"] = robust_accuracy(pred_trig, y_true)
     return out

@@ -40,13 +40,13 @@ from torch import nn
 
 from ...data.core import ImageData
 from ...errors import ConfigError
+from ...metrics.detection import anomaly_index, median_mad
 from ..base import DEFENSES, ModelDetector, ScanResult
 from ..reverse import (
     ExtraLoss,
     ReverseResult,
     ReverseSpec,
     default_clean,
-    mad_anomaly,
     reverse_triggers,
     reverse_triggers_sequential,
 )
@@ -74,7 +74,8 @@ def verdict(
     ratio_threshold: float = RATIO_THRESHOLD,
 ) -> ScanResult:
     """A ``ScanResult`` from reversed triggers: norm ratio or MAD anomaly index over the mask L1 norms."""
-    index, med, mad = mad_anomaly(res.norms)
+    med, mad = median_mad(res.norms)
+    index = anomaly_index(res.norms, signed=True).float()
     order = torch.argsort(res.norms)
     top = int(order[0])
     anomaly = float(index[top])
