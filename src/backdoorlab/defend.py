@@ -185,12 +185,12 @@ def build_defense(name: str, options: dict[str, Any] | None = None, seed: int = 
 
 
 def _options_of(defense: Any, given: dict[str, Any]) -> dict[str, Any]:
-    from dataclasses import asdict, is_dataclass
-
-    if is_dataclass(defense) and not isinstance(defense, type):
+    """Every option of ``defense`` (its ``config()``), or the given ones for a defense without it."""
+    config = getattr(defense, "config", None)
+    if callable(config):
         try:
-            return json.loads(json.dumps(asdict(defense), default=str))
-        except (TypeError, ValueError):
+            return dict(config())
+        except ConfigError:
             pass
     return dict(given)
 
