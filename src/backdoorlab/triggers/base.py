@@ -50,10 +50,6 @@ class Trigger(Configurable):
         check_images(x, self.name)
         return self.apply(x, generator)
 
-    def describe(self) -> dict[str, Any]:
-        """Name, kind and options, for results files and reports."""
-        return {"name": self.name, "kind": self.kind, "options": self.config()}
-
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({opts})"
