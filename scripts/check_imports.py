@@ -122,8 +122,10 @@ def main(argv: list[str]) -> int:
         top, every = imports(path, mod, modules)
         # importing a.b.c also runs the package a.b's __init__; an edge to a package is one to its __init__
         graph[mod] = {t for t in top if t != mod and not mod.startswith(t + ".")}
-        if mod != "backdoorlab.__main__" and not mod.startswith("backdoorlab.cli") and any(
-            t == "backdoorlab.cli" or t.startswith("backdoorlab.cli.") for t in every
+        if (
+            mod != "backdoorlab.__main__"
+            and not mod.startswith("backdoorlab.cli")
+            and any(t == "backdoorlab.cli" or t.startswith("backdoorlab.cli.") for t in every)
         ):
             cli_users.append(mod)
     cycles = sccs(graph)

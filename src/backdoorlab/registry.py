@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -115,6 +115,20 @@ class Registry(Generic[T]):
         factory: Any = self.get(name)
         _check_kwargs(self.family, name, factory, kwargs)
         return factory(**kwargs)
+
+    def from_config(self, spec: str | Mapping[str, Any]) -> Any:
+        """Build from a name or a ``{"name": ..., "options": {...}}`` dict (what ``describe()`` and a
+        nested ``config()`` write; other keys such as ``kind`` or ``family`` are ignored)."""
+        if isinstance(spec, str):
+            return self.create(spec)
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
+            raise ConfigError(
+                f"{self.family}: expected a name or {{'name': ..., 'options': {{...}}}}, got {spec!r}"
+            )
+        options = spec.get("options") or {}
+        if not isinstance(options, Mapping):
+            raise ConfigError(f"{self.family} {spec['name']!r}: options must be a table")
+        return self.create(spec["name"], **options)
 
     def names(self, pattern: str = "*") -> list[str]:
         """Registered names matching a glob pattern, sorted."""

@@ -11,28 +11,20 @@ square one pixel from the bottom-right corner.
 
 from __future__ import annotations
 
-from ..triggers.base import Trigger
-from ..triggers.patch import PatchTrigger
+from dataclasses import dataclass
+
 from .base import ATTACKS, PoisoningAttack
 
 
 @ATTACKS.register(
     "badnets", "BadNets (Gu et al. 2017): dirty-label poisoning with a patch (or any) trigger"
 )
+@dataclass
 class BadNets(PoisoningAttack):
-    """Gu et al. 2017 BadNets dirty-label poisoning; all-to-one, all-to-all or source-specific."""
+    """Gu et al. 2017 BadNets dirty-label poisoning; all-to-one, all-to-all or source-specific.
+
+    Options (shared by every poisoning attack): ``trigger`` (default a 3x3 white patch), ``target``,
+    ``mode``, ``rate`` or ``count``, ``sources``.
+    """
 
     name = "badnets"
-
-    def __init__(
-        self,
-        trigger: Trigger | None = None,
-        target: int = 0,
-        mode: str = "all-to-one",
-        rate: float = 0.1,
-        count: int | None = None,
-        sources: tuple[int, ...] | list[int] = (),
-    ) -> None:
-        super().__init__(
-            trigger or PatchTrigger(), target, mode, rate, count, sources, clean_label=False
-        )

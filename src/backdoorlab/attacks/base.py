@@ -12,10 +12,12 @@ from typing import Any, ClassVar
 
 import torch
 
+from ..config import Configurable, nested, resolve_nested
 from ..data.core import ImageData
 from ..errors import ConfigError
 from ..registry import Registry
-from ..triggers.base import Trigger
+from ..triggers.base import TRIGGERS, Trigger
+from ..triggers.patch import PatchTrigger
 from ..utils import make_generator
 
 ATTACKS: Registry[Any] = Registry("attacks")
@@ -98,42 +100,51 @@ class PoisonedData:
         return m
 
 
-class PoisoningAttack:
+@dataclass
+class PoisoningAttack(Configurable):
     """Stamp ``trigger`` on a seeded random subset of training samples and relabel them.
 
     ``rate`` is a fraction of the training set (or ``count`` an absolute number) of poisoned samples.
     Dirty-label: candidates are samples the target map applies to; labels become the target.
-    Clean-label: candidates are target-class samples only; labels are unchanged (subclasses may add a
-    perturbation with :meth:`prepare`).
+    Clean-label (``clean_label = True`` in a subclass): candidates are target-class samples only;
+    labels are unchanged (subclasses may add a perturbation with :meth:`prepare`).
+
+    The options are the dataclass fields, shared by every poisoning attack; ``trigger`` is any
+    registered trigger (default: BadNets' 3x3 white patch) and may also be given as a trigger name
+    or as ``{"name": ..., "options": {...}}``, which is how ``config()`` writes it.
     """
 
-    name = "poison"
+    trigger: Trigger = nested(TRIGGERS, PatchTrigger)
+    target: int = 0
+    mode: str = "all-to-one"
+    rate: float = 0.1
+    count: int | None = None
+    sources: tuple[int, ...] = ()
+    name: ClassVar[str] = "poison"
+    clean_label: ClassVar[bool] = False
     kind: ClassVar[str] = "poisoning"
 
-    def __init__(
-        self,
-        trigger: Trigger,
-        target: int = 0,
-        mode: str = "all-to-one",
-        rate: float = 0.1,
-        count: int | None = None,
-        sources: tuple[int, ...] | list[int] = (),
-        clean_label: bool = False,
-    ) -> None:
-        if count is None and not (0 < float(rate) <= 1):
-            raise ConfigError(f"poison rate must be in (0, 1], got {rate}")
-        if count is not None and int(count) < 1:
-            raise ConfigError(f"poison count must be >= 1, got {count}")
-        if clean_label and mode == "all-to-all":
+    def __post_init__(self) -> None:
+        if self.trigger is None:
+            self.trigger = PatchTrigger()
+        resolve_nested(self)
+        if not isinstance(self.trigger, Trigger):
+            got = type(self.trigger).__name__
+            raise ConfigError(
+                f"{self.name}: trigger must be a Trigger or a trigger name, got {got}"
+            )
+        if self.mode not in MODES:
+            raise ConfigError(f"bad target mode {self.mode!r}: expected one of {', '.join(MODES)}")
+        if self.count is None and not (0 < float(self.rate) <= 1):
+            raise ConfigError(f"poison rate must be in (0, 1], got {self.rate}")
+        if self.count is not None and int(self.count) < 1:
+            raise ConfigError(f"poison count must be >= 1, got {self.count}")
+        if self.clean_label and self.mode == "all-to-all":
             raise ConfigError("clean-label poisoning needs a single target class, not all-to-all")
-        self.trigger = trigger
-        self.target = int(target)
-        self.mode = mode
-        self.rate = float(rate)
-        self.count = None if count is None else int(count)
-        self.sources = tuple(int(s) for s in sources)
-        self.clean_label = clean_label
-        self._target_map: TargetMap | None = None
+        self.target = int(self.target)
+        self.rate = float(self.rate)
+        self.count = None if self.count is None else int(self.count)
+        self.sources = tuple(int(s) for s in self.sources)
 
     def target_map(self, num_classes: int) -> TargetMap:
         """The ``TargetMap`` for data with ``num_classes`` classes (validates the target)."""

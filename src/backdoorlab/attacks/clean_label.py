@@ -44,18 +44,18 @@ Defaults and deviations:
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..config import runtime_input
 from ..data.core import ImageData
 from ..errors import ConfigError
 from ..models.zoo import MODELS, create_model
 from ..train.loop import TrainSpec, fit
-from ..triggers.base import Trigger
-from ..triggers.patch import PatchTrigger
 from ..utils import eval_mode, model_device
 from .base import ATTACKS, PoisonedData, PoisoningAttack
 
@@ -63,54 +63,50 @@ from .base import ATTACKS, PoisonedData, PoisoningAttack
 @ATTACKS.register(
     "clean-label", "Clean-label poisoning: trigger on target-class images, labels kept"
 )
+@dataclass
 class CleanLabel(PoisoningAttack):
     """Plain clean-label poisoning: stamp the trigger on target-class samples, keep their labels."""
 
     name = "clean-label"
-
-    def __init__(
-        self,
-        trigger: Trigger | None = None,
-        target: int = 0,
-        mode: str = "all-to-one",
-        rate: float = 0.1,
-        count: int | None = None,
-        sources: tuple[int, ...] | list[int] = (),
-    ) -> None:
-        trig = trigger or PatchTrigger()
-        super().__init__(trig, target, mode, rate, count, sources, clean_label=True)
+    clean_label = True
 
 
 @ATTACKS.register(
     "label-consistent",
     "Label-consistent backdoor (Turner et al. 2019): PGD against a reference model, then trigger",
 )
+@dataclass
 class LabelConsistent(CleanLabel):
-    """Turner et al. 2019 label-consistent: L_inf PGD on target-class images, then trigger."""
+    """Turner et al. 2019 label-consistent: L_inf PGD on target-class images, then trigger.
 
+    ``step_size=None`` resolves to ``2.5 * eps / steps``, and ``config()`` reports that value.
+    ``reference`` is a model object (not an option: it is left out of ``config()``); the model
+    actually used is kept as ``reference_model``.
+    """
+
+    eps: float = 16 / 255
+    steps: int = 10
+    step_size: float | None = None
+    random_start: bool = True
+    reference: nn.Module | None = runtime_input()
+    arch: str = "badnets_cnn"
+    ref_epochs: int = 3
+    ref_seed: int = 0
+    ref_adv_eps: float = 0.0
+    ref_adv_steps: int = 5
+    batch_size: int = 512
+    reference_model: nn.Module | None = field(default=None, init=False, repr=False, compare=False)
     name = "label-consistent"
 
-    def __init__(
-        self,
-        trigger: Trigger | None = None,
-        target: int = 0,
-        mode: str = "all-to-one",
-        rate: float = 0.1,
-        count: int | None = None,
-        sources: tuple[int, ...] | list[int] = (),
-        eps: float = 16 / 255,
-        steps: int = 10,
-        step_size: float | None = None,
-        random_start: bool = True,
-        reference: nn.Module | None = None,
-        arch: str = "badnets_cnn",
-        ref_epochs: int = 3,
-        ref_seed: int = 0,
-        ref_adv_eps: float = 0.0,
-        ref_adv_steps: int = 5,
-        batch_size: int = 512,
-    ) -> None:
-        super().__init__(trigger, target, mode, rate, count, sources)
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        eps, steps, step_size = self.eps, self.steps, self.step_size
+        ref_epochs, ref_adv_eps, ref_adv_steps = (
+            self.ref_epochs,
+            self.ref_adv_eps,
+            self.ref_adv_steps,
+        )
+        batch_size, reference = self.batch_size, self.reference
         if not 0 < float(eps) <= 1:
             raise ConfigError(f"label-consistent: eps must be in (0, 1], got {eps}")
         if int(steps) < 1:
@@ -129,19 +125,17 @@ class LabelConsistent(CleanLabel):
             got = type(reference).__name__
             raise ConfigError(f"label-consistent: reference must be a torch nn.Module, got {got}")
         if reference is None:
-            MODELS.entry(arch)  # unknown architecture: UnknownNameError (a ConfigError) now
+            MODELS.entry(self.arch)  # unknown architecture: UnknownNameError (a ConfigError) now
         self.eps = float(eps)
         self.steps = int(steps)
         self.step_size = 2.5 * self.eps / self.steps if step_size is None else float(step_size)
-        self.random_start = bool(random_start)
-        self.reference = reference
-        self.arch = arch
+        self.random_start = bool(self.random_start)
         self.ref_epochs = int(ref_epochs)
-        self.ref_seed = int(ref_seed)
+        self.ref_seed = int(self.ref_seed)
         self.ref_adv_eps = float(ref_adv_eps)
         self.ref_adv_steps = int(ref_adv_steps)
         self.batch_size = int(batch_size)
-        self.reference_model: nn.Module | None = reference
+        self.reference_model = reference
 
     def train_reference(self, train: ImageData) -> nn.Module:
         """Train the reference model on clean ``train``: standard, or PGD adversarial training.
@@ -191,7 +185,7 @@ class LabelConsistent(CleanLabel):
             y,
             eps=self.eps,
             steps=self.steps,
-            step_size=self.step_size,
+            step_size=cast(float, self.step_size),  # resolved in __post_init__
             random_start=self.random_start,
             generator=generator,
             batch_size=self.batch_size,

@@ -7,12 +7,15 @@ the true poison indices; those are only for scoring it afterwards (``metrics.det
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from ..config import Configurable
 from ..data.core import ImageData
+from ..errors import ConfigError
 from ..records import ScanResult
 from ..registry import Registry
 from ..train.loop import TrainSpec
@@ -20,7 +23,7 @@ from ..train.loop import TrainSpec
 DEFENSES: Registry[Any] = Registry("defenses")
 
 
-class ModelDetector:
+class ModelDetector(Configurable):
     """Scan a model with a few clean samples: is it backdoored, and towards which class?"""
 
     family: ClassVar[str] = "model-scan"
@@ -31,7 +34,7 @@ class ModelDetector:
         raise NotImplementedError
 
 
-class InputDetector:
+class InputDetector(Configurable):
     """Flag triggered inputs at run time. ``fit`` on clean data sets the threshold at a chosen FRR."""
 
     family: ClassVar[str] = "input-detection"
@@ -53,7 +56,7 @@ class InputDetector:
         return self.score(x) > self.threshold
 
 
-class DataSanitizer:
+class DataSanitizer(Configurable):
     """Score every training sample for suspicion and propose a keep-mask."""
 
     family: ClassVar[str] = "data-sanitize"
@@ -74,15 +77,36 @@ class DataSanitizer:
         return self.score(model, train), self.keep_mask(model, train)
 
 
-class BudgetSanitizer(DataSanitizer):
+@dataclass(kw_only=True)
+class SanitizerOptions:
+    """Options every feature-based sanitiser shares: which ``layer``'s activations, which
+    ``labels`` group the samples ("given" or "predicted"), and the forward ``batch_size``."""
+
+    layer: str = "hidden"
+    labels: str = "given"
+    batch_size: int = 1024
+
+
+@dataclass(kw_only=True)
+class BudgetSanitizer(SanitizerOptions, DataSanitizer):
     """A sanitiser that scores per class and drops the ``ceil(removal_factor * eps * n_c)`` top scores.
 
-    Subclasses set ``eps`` and ``removal_factor`` and implement ``_scored`` (scores and the labels
-    they were grouped by, from one pass over the training set).
+    Options: ``eps`` (the assumed poison fraction) and ``removal_factor``, checked here. Subclasses
+    implement ``_scored`` (scores and the labels they were grouped by, from one pass over the
+    training set).
     """
 
-    eps: float
-    removal_factor: float
+    eps: float = 0.1
+    removal_factor: float = 1.5
+
+    def __post_init__(self) -> None:
+        if not 0 < self.eps <= 1:
+            raise ConfigError(f"{self.name}: eps must be in (0, 1], got {self.eps}")
+        if self.removal_factor <= 0:
+            raise ConfigError(f"{self.name}: removal_factor must be > 0, got {self.removal_factor}")
+        self.eps = float(self.eps)
+        self.removal_factor = float(self.removal_factor)
+        self.batch_size = int(self.batch_size)
 
     def _scored(self, model: nn.Module, train: ImageData) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -105,7 +129,7 @@ class BudgetSanitizer(DataSanitizer):
         return scores, budget_keep_mask(scores, labels, min(1.0, self.removal_factor * self.eps))
 
 
-class ModelRepair:
+class ModelRepair(Configurable):
     """Remove a backdoor from a model using a few clean samples."""
 
     family: ClassVar[str] = "model-repair"
@@ -116,15 +140,34 @@ class ModelRepair:
         raise NotImplementedError
 
 
-def finetune_spec(defense: Any, epochs: int) -> TrainSpec:
-    """The ``TrainSpec`` of a repair's fine-tuning from its ``lr``, ``batch_size``, ``optimizer``,
-    ``seed`` and ``device`` options (the schedule is ``TrainSpec``'s default), without a progress bar."""
-    return TrainSpec(
-        epochs=epochs,
-        batch_size=defense.batch_size,
-        lr=defense.lr,
-        optimizer=defense.optimizer,
-        seed=defense.seed,
-        device=defense.device,
-        progress=False,
-    )
+@dataclass(kw_only=True)
+class RepairOptions:
+    """Options every training-based repair shares: mini-``batch_size``, ``seed`` and ``device``."""
+
+    batch_size: int = 32
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass(kw_only=True)
+class FinetuneOptions(RepairOptions):
+    """Options of a repair that fine-tunes the model on the clean samples: ``lr`` and ``optimizer``
+    besides batch size, seed and device (the schedule is ``TrainSpec``'s default)."""
+
+    lr: float = 1e-2
+    optimizer: str = "adam"
+
+    def finetune_spec(self, epochs: int, **overrides: Any) -> TrainSpec:
+        """The ``TrainSpec`` of ``epochs`` of fine-tuning with these options, without a progress
+        bar; ``overrides`` replace other ``TrainSpec`` fields (e.g. ``scheduler``)."""
+        spec: dict[str, Any] = dict(
+            epochs=epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            optimizer=self.optimizer,
+            seed=self.seed,
+            device=self.device,
+            progress=False,
+        )
+        spec.update(overrides)
+        return TrainSpec(**spec)

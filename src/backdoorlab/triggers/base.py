@@ -13,11 +13,11 @@ comes only from the ``generator`` argument.
 
 from __future__ import annotations
 
-from dataclasses import fields, is_dataclass
 from typing import Any, ClassVar
 
 import torch
 
+from ..config import Configurable
 from ..errors import ConfigError
 from ..registry import Registry
 
@@ -31,8 +31,13 @@ def check_images(x: torch.Tensor, who: str = "trigger") -> None:
         raise ConfigError(f"{who}: expected a float batch (N, C, H, W) in [0, 1], got {got}")
 
 
-class Trigger:
-    """Base class: subclasses implement :meth:`apply`; ``name`` is the registry name."""
+class Trigger(Configurable):
+    """Base class: subclasses implement :meth:`apply`; ``name`` is the registry name.
+
+    Options are the ``init`` fields of the dataclass subclasses: ``config()`` rebuilds the trigger
+    with ``TRIGGERS.create(name, **config)`` and ``config_hash()`` identifies it (see
+    :class:`backdoorlab.config.Configurable`).
+    """
 
     kind: ClassVar[str] = "perturb"
     name: ClassVar[str] = "trigger"
@@ -44,22 +49,6 @@ class Trigger:
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         check_images(x, self.name)
         return self.apply(x, generator)
-
-    def config(self) -> dict[str, Any]:
-        """JSON-friendly options that rebuild this trigger with ``TRIGGERS.create(name, **config)``."""
-        if is_dataclass(self):
-            out = {}
-            for f in fields(self):
-                if f.name.startswith("_") or not f.init:
-                    continue
-                v = getattr(self, f.name)
-                out[f.name] = v.tolist() if isinstance(v, torch.Tensor) else v
-            return out
-        return {}
-
-    def describe(self) -> dict[str, Any]:
-        """Name, kind and options, for results files and reports."""
-        return {"name": self.name, "kind": self.kind, "options": self.config()}
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.config().items())

@@ -51,6 +51,7 @@ the loss rule are our additions (the paper gives no number).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -59,7 +60,7 @@ from torch import nn
 from ...data.core import ImageData
 from ...errors import ConfigError
 from ...utils import make_generator
-from ..base import DEFENSES, DataSanitizer
+from ..base import DEFENSES, DataSanitizer, SanitizerOptions
 from ..features import class_groups, loss_quantiles, reps_and_logits, sanitizer_labels
 
 RULES: dict[str, tuple[str, ...]] = {
@@ -226,25 +227,30 @@ def cluster_stats(
     "activation-clustering",
     "Activation Clustering (Chen et al. 2019): ICA + 2-means of last-hidden activations per class, data sanitiser",
 )
-class ActivationClustering(DataSanitizer):
-    """Chen et al. 2019 Activation Clustering; cluster analysis by relative size, silhouette and/or loss."""
+@dataclass(kw_only=True)
+class ActivationClustering(SanitizerOptions, DataSanitizer):
+    """Chen et al. 2019 Activation Clustering; cluster analysis by relative size, silhouette and/or loss.
 
+    Options: ``layer``, ``labels``, ``batch_size`` (:class:`SanitizerOptions`) and those below.
+    """
+
+    n_components: int = 10
+    reduce: str = "pca"
+    criterion: str = "size+loss"
+    size_threshold: float = 0.35
+    silhouette_z: float = 3.5
+    loss_gap: float = LOSS_GAP
+    n_init: int = 4
+    seed: int = 0
+    rules: set[str] = field(init=False, repr=False, compare=False)
+    report: dict[str, dict[str, Any]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
     name = "activation-clustering"
 
-    def __init__(
-        self,
-        n_components: int = 10,
-        reduce: str = "pca",
-        criterion: str = "size+loss",
-        size_threshold: float = 0.35,
-        silhouette_z: float = 3.5,
-        loss_gap: float = LOSS_GAP,
-        layer: str = "hidden",
-        labels: str = "given",
-        n_init: int = 4,
-        seed: int = 0,
-        batch_size: int = 1024,
-    ) -> None:
+    def __post_init__(self) -> None:
+        reduce, criterion = self.reduce, self.criterion
+        size_threshold, loss_gap = self.size_threshold, self.loss_gap
         if reduce not in ("ica", "pca"):
             raise ConfigError(
                 f"activation-clustering: bad reduce {reduce!r}: expected 'ica' or 'pca'"
@@ -261,19 +267,14 @@ class ActivationClustering(DataSanitizer):
             )
         if not 0 < loss_gap <= 1:
             raise ConfigError(f"activation-clustering: loss_gap must be in (0, 1], got {loss_gap}")
-        self.n_components = int(n_components)
-        self.reduce = reduce
-        self.criterion = criterion
+        self.n_components = int(self.n_components)
         self.rules = rules
         self.size_threshold = float(size_threshold)
-        self.silhouette_z = float(silhouette_z)
+        self.silhouette_z = float(self.silhouette_z)
         self.loss_gap = float(loss_gap)
-        self.layer = layer
-        self.labels = labels
-        self.n_init = int(n_init)
-        self.seed = int(seed)
-        self.batch_size = int(batch_size)
-        self.report: dict[str, dict[str, Any]] = {}
+        self.n_init = int(self.n_init)
+        self.seed = int(self.seed)
+        self.batch_size = int(self.batch_size)
 
     def score(self, model: nn.Module, train: ImageData) -> torch.Tensor:
         """Suspicion ``(N,)``: >= 2 in a flagged cluster, [1, 2) in a class's suspect cluster, else [0, 1).

@@ -26,6 +26,8 @@ clean ones (Li et al., NeurIPS 2021). Otherwise the paper's squared score is kep
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -73,38 +75,25 @@ def spectral_scores(
     "spectral-signatures",
     "Spectral Signatures (Tran et al. NeurIPS 2018): squared top-singular-vector projection, data sanitiser",
 )
+@dataclass(kw_only=True)
 class SpectralSignatures(BudgetSanitizer):
-    """Tran et al. 2018: per class, remove the 1.5*eps*n samples with the largest spectral score."""
+    """Tran et al. 2018: per class, remove the 1.5*eps*n samples with the largest spectral score.
 
+    Options: ``eps``, ``removal_factor`` (:class:`BudgetSanitizer`), ``layer``, ``labels``,
+    ``batch_size`` (:class:`SanitizerOptions`), and ``orient``, ``loss_gap`` below.
+    """
+
+    orient: str = "none"
+    loss_gap: float = LOSS_GAP
     name = "spectral-signatures"
 
-    def __init__(
-        self,
-        eps: float = 0.1,
-        removal_factor: float = 1.5,
-        layer: str = "hidden",
-        labels: str = "given",
-        orient: str = "none",
-        loss_gap: float = LOSS_GAP,
-        batch_size: int = 1024,
-    ) -> None:
-        if not 0 < eps <= 1:
-            raise ConfigError(f"spectral-signatures: eps must be in (0, 1], got {eps}")
-        if removal_factor <= 0:
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.orient not in ORIENTS:
             raise ConfigError(
-                f"spectral-signatures: removal_factor must be > 0, got {removal_factor}"
+                f"spectral-signatures: bad orient {self.orient!r}: expected one of {', '.join(ORIENTS)}"
             )
-        if orient not in ORIENTS:
-            raise ConfigError(
-                f"spectral-signatures: bad orient {orient!r}: expected one of {', '.join(ORIENTS)}"
-            )
-        self.orient = orient
-        self.loss_gap = float(loss_gap)
-        self.eps = float(eps)
-        self.removal_factor = float(removal_factor)
-        self.layer = layer
-        self.labels = labels
-        self.batch_size = int(batch_size)
+        self.loss_gap = float(self.loss_gap)
 
     def _scored(self, model: nn.Module, train: ImageData) -> tuple[torch.Tensor, torch.Tensor]:
         """Spectral scores (divided by their class median) and the labels they were grouped by."""

@@ -28,6 +28,8 @@ works once the poisons are half of their class (breakdown point 0.5).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -99,36 +101,28 @@ def spectre_scores(
 @DEFENSES.register(
     "spectre", "SPECTRE (Hayase et al. ICML 2021): robust whitening + QUE scores, data sanitiser"
 )
+@dataclass(kw_only=True)
 class Spectre(BudgetSanitizer):
-    """Hayase et al. 2021 SPECTRE: per class, remove the 1.5*eps*n samples with the largest QUE score."""
+    """Hayase et al. 2021 SPECTRE: per class, remove the 1.5*eps*n samples with the largest QUE score.
 
+    Options: ``eps``, ``removal_factor`` (:class:`BudgetSanitizer`), ``layer``, ``labels``,
+    ``batch_size`` (:class:`SanitizerOptions`), and ``k``, ``alpha``, ``robust_iters`` below.
+    """
+
+    k: int = 32
+    alpha: float = 4.0
+    robust_iters: int = 10
     name = "spectre"
 
-    def __init__(
-        self,
-        eps: float = 0.1,
-        k: int = 32,
-        alpha: float = 4.0,
-        removal_factor: float = 1.5,
-        robust_iters: int = 10,
-        layer: str = "hidden",
-        labels: str = "given",
-        batch_size: int = 1024,
-    ) -> None:
-        if not 0 < eps <= 1:
-            raise ConfigError(f"spectre: eps must be in (0, 1], got {eps}")
-        if k < 1:
-            raise ConfigError(f"spectre: k must be >= 1, got {k}")
-        if alpha < 0:
-            raise ConfigError(f"spectre: alpha must be >= 0, got {alpha}")
-        self.eps = float(eps)
-        self.k = int(k)
-        self.alpha = float(alpha)
-        self.removal_factor = float(removal_factor)
-        self.robust_iters = int(robust_iters)
-        self.layer = layer
-        self.labels = labels
-        self.batch_size = int(batch_size)
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.k < 1:
+            raise ConfigError(f"spectre: k must be >= 1, got {self.k}")
+        if self.alpha < 0:
+            raise ConfigError(f"spectre: alpha must be >= 0, got {self.alpha}")
+        self.k = int(self.k)
+        self.alpha = float(self.alpha)
+        self.robust_iters = int(self.robust_iters)
 
     def _scored(self, model: nn.Module, train: ImageData) -> tuple[torch.Tensor, torch.Tensor]:
         """QUE scores (divided by their class median) and the labels they were grouped by."""

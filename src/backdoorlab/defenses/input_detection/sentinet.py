@@ -34,6 +34,8 @@ and the threshold is an empirical quantile at the chosen FRR instead of the pape
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -98,32 +100,38 @@ def top_fraction_mask(heat: torch.Tensor, fraction: float) -> torch.Tensor:
 @DEFENSES.register(
     "sentinet", "SentiNet (Chou et al. 2020): GradCAM region pasted on clean images, input detector"
 )
+@dataclass(kw_only=True)
 class SentiNet(InputDetector):
     """Chou et al. 2020 SentiNet: fooled rate vs. inert-pattern confidence, boundary fitted on clean inputs."""
 
+    n_clean: int = 50
+    mask_fraction: float = 0.15
+    n_bins: int = 10
+    batch_size: int = 64
+    seed: int = 0
+    model: nn.Module | None = field(default=None, init=False, repr=False, compare=False)
+    carriers: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
+    coef: torch.Tensor = field(
+        default_factory=lambda: torch.zeros(3, dtype=torch.float64),
+        init=False,
+        repr=False,
+        compare=False,
+    )
+    threshold: float | None = field(default=None, init=False, repr=False, compare=False)
     name = "sentinet"
 
-    def __init__(
-        self,
-        n_clean: int = 50,
-        mask_fraction: float = 0.15,
-        n_bins: int = 10,
-        batch_size: int = 64,
-        seed: int = 0,
-    ) -> None:
-        if int(n_clean) < 1:
-            raise ConfigError(f"sentinet: n_clean must be >= 1, got {n_clean}")
-        if not 0 < mask_fraction < 1:
-            raise ConfigError(f"sentinet: mask_fraction must be in (0, 1), got {mask_fraction}")
-        self.n_clean = int(n_clean)
-        self.mask_fraction = float(mask_fraction)
-        self.n_bins = int(n_bins)
-        self.batch_size = int(batch_size)
-        self.seed = int(seed)
-        self.model: nn.Module | None = None
-        self.carriers: torch.Tensor | None = None
-        self.coef = torch.zeros(3, dtype=torch.float64)
-        self.threshold = None
+    def __post_init__(self) -> None:
+        if int(self.n_clean) < 1:
+            raise ConfigError(f"sentinet: n_clean must be >= 1, got {self.n_clean}")
+        if not 0 < self.mask_fraction < 1:
+            raise ConfigError(
+                f"sentinet: mask_fraction must be in (0, 1), got {self.mask_fraction}"
+            )
+        self.n_clean = int(self.n_clean)
+        self.mask_fraction = float(self.mask_fraction)
+        self.n_bins = int(self.n_bins)
+        self.batch_size = int(self.batch_size)
+        self.seed = int(self.seed)
 
     def points(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """SentiNet's 2-D points per input: (average inert confidence ``(N,)``, fooled rate ``(N,)``)."""

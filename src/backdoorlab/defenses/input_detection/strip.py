@@ -49,6 +49,7 @@ Deviations:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -83,23 +84,35 @@ def entropy_bits(logits: torch.Tensor) -> torch.Tensor:
 @DEFENSES.register(
     "strip", "STRIP (Gao et al. ACSAC 2019): entropy of superimposed copies, input detector"
 )
+@dataclass(kw_only=True)
 class STRIP(InputDetector):
-    """Gao et al. 2019 STRIP: flag inputs whose superimposed copies keep a low prediction entropy."""
+    """Gao et al. 2019 STRIP: flag inputs whose superimposed copies keep a low prediction entropy.
 
+    ``n_min`` is capped at ``n_perturb`` and ``chunk`` raised to at least ``n_perturb`` (the values
+    used are the ones ``config()`` reports).
+    """
+
+    n_perturb: int = 64
+    blend: str = "add-clip"
+    threshold_rule: str = "empirical"
+    adaptive: bool = True
+    n_min: int = 8
+    z: float = 3.0
+    jit: bool = True
+    chunk: int = 1024
+    seed: int = 0
+    fast: nn.Module | None = field(default=None, init=False, repr=False, compare=False)
+    sd_floor: float = field(default=0.0, init=False, repr=False, compare=False)
+    overlays_used: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
+    model: nn.Module | None = field(default=None, init=False, repr=False, compare=False)
+    bank: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
+    threshold: float | None = field(default=None, init=False, repr=False, compare=False)
+    clean_scores: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
     name = "strip"
 
-    def __init__(
-        self,
-        n_perturb: int = 64,
-        blend: str = "add-clip",
-        threshold_rule: str = "empirical",
-        adaptive: bool = True,
-        n_min: int = 8,
-        z: float = 3.0,
-        jit: bool = True,
-        chunk: int = 1024,
-        seed: int = 0,
-    ) -> None:
+    def __post_init__(self) -> None:
+        n_perturb, blend, threshold_rule = self.n_perturb, self.blend, self.threshold_rule
+        n_min, z = self.n_min, self.z
         if int(n_perturb) < 1:
             raise ConfigError(f"strip: n_perturb must be >= 1, got {n_perturb}")
         if blend not in BLENDS:
@@ -113,21 +126,12 @@ class STRIP(InputDetector):
         if not float(z) > 0:
             raise ConfigError(f"strip: z must be > 0, got {z}")
         self.n_perturb = int(n_perturb)
-        self.adaptive = bool(adaptive)
-        self.jit = bool(jit)
-        self.fast: nn.Module | None = None
+        self.adaptive = bool(self.adaptive)
+        self.jit = bool(self.jit)
         self.n_min = min(int(n_min), int(n_perturb))
         self.z = float(z)
-        self.sd_floor = 0.0
-        self.overlays_used: torch.Tensor | None = None
-        self.blend = blend
-        self.threshold_rule = threshold_rule
-        self.chunk = max(int(chunk), self.n_perturb)
-        self.seed = int(seed)
-        self.model: nn.Module | None = None
-        self.bank: torch.Tensor | None = None
-        self.threshold = None
-        self.clean_scores: torch.Tensor | None = None
+        self.chunk = max(int(self.chunk), self.n_perturb)
+        self.seed = int(self.seed)
 
     def fit(self, model: nn.Module, clean: ImageData, frr: float = 0.01) -> STRIP:
         """Keep ``clean`` as the overlay bank and set the threshold at ``frr`` on its own scores."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -39,7 +39,7 @@ from ...errors import ConfigError, ModelError
 from ...train.evaluate import accuracy
 from ...train.loop import TrainSpec, fit
 from ...utils import make_generator, model_device, resolve_device
-from ..base import DEFENSES, ModelRepair
+from ..base import DEFENSES, ModelRepair, RepairOptions
 
 
 def neuron_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -147,9 +147,12 @@ def _channels(m: nn.Module) -> int:
     "anp",
     "Adversarial Neuron Pruning (Wu & Wang, NeurIPS 2021): prune neurons sensitive to adversarial perturbation",
 )
-@dataclass
-class ANP(ModelRepair):
-    """Optimise neuron masks under adversarial neuron perturbation, then prune low-mask neurons."""
+@dataclass(kw_only=True)
+class ANP(RepairOptions, ModelRepair):
+    """Optimise neuron masks under adversarial neuron perturbation, then prune low-mask neurons.
+
+    Options: those below and ``batch_size`` (128 here), ``seed``, ``device`` (:class:`RepairOptions`).
+    """
 
     eps: float = 0.4
     alpha: float = 0.2
@@ -159,8 +162,6 @@ class ANP(ModelRepair):
     steps: int = 1
     threshold: float = 0.2
     prune_fraction: float | None = None
-    seed: int = 0
-    device: str = "auto"
     name = "anp"
 
     def __post_init__(self) -> None:
@@ -245,6 +246,6 @@ class ANP(ModelRepair):
             "pruned_per_layer": {n: int(p.sum()) for (n, _), p in zip(masks, prune, strict=True)},
             "mask_mean": float(allm.mean()),
             "clean_acc_after": accuracy(out, clean),
-            "options": asdict(self),
+            "options": self.config(),
         }
         return out

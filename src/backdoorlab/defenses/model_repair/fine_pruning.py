@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -35,7 +35,7 @@ from ...errors import ConfigError, ModelError
 from ...train.evaluate import accuracy
 from ...train.loop import fit
 from ...utils import model_device
-from ..base import DEFENSES, ModelRepair, finetune_spec
+from ..base import DEFENSES, FinetuneOptions, ModelRepair
 
 
 @torch.no_grad()
@@ -125,18 +125,17 @@ def frozen_columns(linear: nn.Linear, keep_columns: torch.Tensor) -> Iterator[No
     "fine-pruning",
     "Fine-Pruning (Liu et al., RAID 2018): prune dormant last-conv channels, fine-tune on clean data",
 )
-@dataclass
-class FinePruning(ModelRepair):
-    """Prune last-conv channels by increasing clean activation until CA drops > ``max_acc_drop``, then fine-tune."""
+@dataclass(kw_only=True)
+class FinePruning(FinetuneOptions, ModelRepair):
+    """Prune last-conv channels by increasing clean activation until CA drops > ``max_acc_drop``, then fine-tune.
+
+    Options: those below and the fine-tuning's ``lr``, ``batch_size``, ``optimizer``, ``seed``,
+    ``device`` (:class:`FinetuneOptions`, defaults 1e-2, 32, adam, 0, auto).
+    """
 
     max_acc_drop: float = 0.04
     step: int = 1
     finetune_epochs: int = 5
-    lr: float = 1e-2
-    batch_size: int = 32
-    optimizer: str = "adam"
-    seed: int = 0
-    device: str = "auto"
     name = "fine-pruning"
 
     def __post_init__(self) -> None:
@@ -186,10 +185,10 @@ class FinePruning(ModelRepair):
         keep = torch.ones(c)
         keep[info["pruned_channels"]] = 0.0
         if self.finetune_epochs > 0:
-            spec = finetune_spec(self, self.finetune_epochs)
+            spec = self.finetune_spec(self.finetune_epochs)
             with frozen_columns(linear, column_mask(keep, per)):
                 fit(m, clean, spec)
         info["clean_acc_finetuned"] = accuracy(m, clean)
-        info["options"] = asdict(self)
+        info["options"] = self.config()
         self.info = info
         return m.eval()

@@ -24,7 +24,7 @@ lr 0.1 decayed every 2 epochs, on WRN-16-1).
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -35,7 +35,7 @@ from ...data.core import ImageData
 from ...errors import ConfigError, ModelError
 from ...train.evaluate import accuracy
 from ...train.loop import TrainSpec, fit
-from ..base import DEFENSES, ModelRepair, finetune_spec
+from ..base import DEFENSES, FinetuneOptions, ModelRepair
 
 
 def attention_map(fm: torch.Tensor, p: float = 2.0) -> torch.Tensor:
@@ -81,20 +81,19 @@ class _Recorder:
     "nad",
     "Neural Attention Distillation (Li et al., ICLR 2021): fine-tuned teacher's attention guides the student",
 )
-@dataclass
-class NAD(ModelRepair):
-    """Fine-tune a teacher on clean data, then train the backdoored student with CE + beta * attention loss."""
+@dataclass(kw_only=True)
+class NAD(FinetuneOptions, ModelRepair):
+    """Fine-tune a teacher on clean data, then train the backdoored student with CE + beta * attention loss.
+
+    Options: those below and the fine-tuning's ``lr``, ``batch_size``, ``optimizer``, ``seed``,
+    ``device`` (:class:`FinetuneOptions`, defaults 1e-2, 32, adam, 0, auto).
+    """
 
     beta: float = 5000.0
     p: float = 2.0
     n_layers: int = 3
     teacher_epochs: int = 5
     epochs: int = 5
-    lr: float = 1e-2
-    batch_size: int = 32
-    optimizer: str = "adam"
-    seed: int = 0
-    device: str = "auto"
     name = "nad"
 
     def __post_init__(self) -> None:
@@ -105,7 +104,7 @@ class NAD(ModelRepair):
         self.info: dict[str, Any] = {}
 
     def _spec(self, epochs: int) -> TrainSpec:
-        return finetune_spec(self, epochs)
+        return self.finetune_spec(epochs)
 
     def teacher(self, model: nn.Module, clean: ImageData) -> nn.Module:
         """The backdoored model fine-tuned on the clean samples (a copy)."""
@@ -155,6 +154,6 @@ class NAD(ModelRepair):
             "student_clean_acc": accuracy(student, clean),
             "attention_loss_first": terms[0] if terms else float("nan"),
             "attention_loss_last": terms[-1] if terms else float("nan"),
-            "options": asdict(self),
+            "options": self.config(),
         }
         return student.eval()

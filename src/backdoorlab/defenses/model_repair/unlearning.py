@@ -18,15 +18,17 @@ constant); with several suspect targets each stamped image gets one of their tri
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from ...config import runtime_input
 from ...data.core import ImageData
 from ...errors import ConfigError
-from ...train.loop import TrainSpec, fit
+from ...train.loop import fit
 from ...utils import model_device
-from ..base import DEFENSES, ModelRepair, ScanResult
+from ..base import DEFENSES, FinetuneOptions, ModelRepair, ScanResult
 from ..model_scan.neural_cleanse import NeuralCleanse
 
 
@@ -51,33 +53,36 @@ def stamp_fraction(
     "Neural Cleanse unlearning (S&P 2019, Sec. VI-C): fine-tune with 20% reversed-trigger images, true labels",
     tags=("model-repair",),
 )
-class NCUnlearning(ModelRepair):
-    """Remove a backdoor by unlearning its reverse-engineered trigger (Wang et al., S&P 2019, VI-C)."""
+@dataclass(kw_only=True)
+class NCUnlearning(FinetuneOptions, ModelRepair):
+    """Remove a backdoor by unlearning its reverse-engineered trigger (Wang et al., S&P 2019, VI-C).
 
+    Options: ``fraction``, ``epochs``, ``scan_per_class`` and the fine-tuning's ``lr`` (5e-4),
+    ``batch_size`` (64), ``optimizer`` (adam), ``seed``, ``device`` (:class:`FinetuneOptions`; the
+    learning rate is constant). ``scan`` is a ``ScanResult`` object to reuse (not an option); the
+    one used is kept as ``scan_result``.
+    """
+
+    scan: ScanResult | None = runtime_input()
+    fraction: float = 0.2
+    epochs: int = 2
+    lr: float = 5e-4
+    batch_size: int = 64
+    scan_per_class: int = 20
+    scan_result: ScanResult | None = field(default=None, init=False, repr=False, compare=False)
+    used_targets: list[int] = field(default_factory=list, init=False, repr=False, compare=False)
     name = "nc-unlearning"
 
-    def __init__(
-        self,
-        scan: ScanResult | None = None,
-        fraction: float = 0.2,
-        epochs: int = 2,
-        lr: float = 5e-4,
-        batch_size: int = 64,
-        scan_per_class: int = 20,
-        seed: int = 0,
-        device: str = "auto",
-    ) -> None:
-        if not 0 < fraction < 1:
-            raise ConfigError(f"nc-unlearning fraction must be in (0, 1), got {fraction}")
-        self.scan_result = scan
-        self.fraction = float(fraction)
-        self.epochs = int(epochs)
-        self.lr = float(lr)
-        self.batch_size = int(batch_size)
-        self.scan_per_class = int(scan_per_class)
-        self.seed = int(seed)
-        self.device = device
-        self.used_targets: list[int] = []
+    def __post_init__(self) -> None:
+        if not 0 < self.fraction < 1:
+            raise ConfigError(f"nc-unlearning fraction must be in (0, 1), got {self.fraction}")
+        self.scan_result = self.scan
+        self.fraction = float(self.fraction)
+        self.epochs = int(self.epochs)
+        self.lr = float(self.lr)
+        self.batch_size = int(self.batch_size)
+        self.scan_per_class = int(self.scan_per_class)
+        self.seed = int(self.seed)
 
     def triggers(self, model: nn.Module, clean: ImageData) -> tuple[torch.Tensor, torch.Tensor]:
         """The reversed masks and patterns to unlearn (suspect targets, else the smallest norm)."""
@@ -103,14 +108,5 @@ class NCUnlearning(ModelRepair):
         ) -> tuple[torch.Tensor, torch.Tensor]:
             return stamp_fraction(x, masks, patterns, frac, g), y
 
-        spec = TrainSpec(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            optimizer="adam",
-            scheduler="none",
-            seed=self.seed,
-            device=str(dev),
-            progress=False,
-        )
+        spec = self.finetune_spec(self.epochs, scheduler="none", device=str(dev))
         return fit(fixed, clean, spec, batch_transform=transform)

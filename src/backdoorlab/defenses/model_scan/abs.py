@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -134,31 +135,34 @@ def filter_transform(
     "abs",
     "ABS (Liu et al., CCS 2019): neuron stimulation + pixel/filter trigger reversal, REASR score",
 )
+@dataclass(kw_only=True)
 class ABS(ModelDetector):
-    """Artificial Brain Stimulation scanner (Liu et al., CCS 2019); see the module docstring."""
+    """Artificial Brain Stimulation scanner (Liu et al., CCS 2019); see the module docstring.
 
+    ``triggers`` may be given as a comma-separated string; it is kept as a tuple.
+    """
+
+    layer: str = "auto"
+    top_k: int = 10
+    n_values: int = 8
+    stim_scale: float = 2.0
+    n_images: int = 20
+    max_mask_size: float = 0.06
+    filter_bound: float = 0.1
+    steps: int = 300
+    lr: float = 0.1
+    other_weight: float = 0.1
+    bound_weight: float = 5.0
+    n_knots: int = 9
+    triggers: tuple[str, ...] = ("pixel", "filter")
+    threshold_pixel: float = 0.95
+    threshold_filter: float = 0.6
+    max_batch: int = 4096
+    seed: int = 0
     name = "abs"
 
-    def __init__(
-        self,
-        layer: str = "auto",
-        top_k: int = 10,
-        n_values: int = 8,
-        stim_scale: float = 2.0,
-        n_images: int = 20,
-        max_mask_size: float = 0.06,
-        filter_bound: float = 0.1,
-        steps: int = 300,
-        lr: float = 0.1,
-        other_weight: float = 0.1,
-        bound_weight: float = 5.0,
-        n_knots: int = 9,
-        triggers: tuple[str, ...] | list[str] | str = ("pixel", "filter"),
-        threshold_pixel: float = 0.95,
-        threshold_filter: float = 0.6,
-        max_batch: int = 4096,
-        seed: int = 0,
-    ) -> None:
+    def __post_init__(self) -> None:
+        triggers: Any = self.triggers
         if isinstance(triggers, str):
             triggers = tuple(t.strip() for t in triggers.split(",") if t.strip())
         bad = [t for t in triggers if t not in ("pixel", "filter")]
@@ -166,30 +170,34 @@ class ABS(ModelDetector):
             raise ConfigError(
                 f"abs: triggers must be 'pixel' and/or 'filter', got {list(triggers)}"
             )
-        if not 0 < float(max_mask_size) <= 1:
-            raise ConfigError(f"abs: max_mask_size must be in (0, 1], got {max_mask_size}")
-        for what, v in (("top_k", top_k), ("n_values", n_values), ("n_images", n_images)):
+        if not 0 < float(self.max_mask_size) <= 1:
+            raise ConfigError(f"abs: max_mask_size must be in (0, 1], got {self.max_mask_size}")
+        for what, v in (
+            ("top_k", self.top_k),
+            ("n_values", self.n_values),
+            ("n_images", self.n_images),
+        ):
             if int(v) < 1:
                 raise ConfigError(f"abs: {what} must be >= 1, got {v}")
-        if int(n_knots) < 2:
-            raise ConfigError(f"abs: n_knots must be >= 2, got {n_knots}")
-        self.layer = str(layer)
-        self.top_k = int(top_k)
-        self.n_values = int(n_values)
-        self.stim_scale = float(stim_scale)
-        self.n_images = int(n_images)
-        self.max_mask_size = float(max_mask_size)
-        self.filter_bound = float(filter_bound)
-        self.steps = int(steps)
-        self.lr = float(lr)
-        self.other_weight = float(other_weight)
-        self.bound_weight = float(bound_weight)
-        self.n_knots = int(n_knots)
+        if int(self.n_knots) < 2:
+            raise ConfigError(f"abs: n_knots must be >= 2, got {self.n_knots}")
+        self.layer = str(self.layer)
+        self.top_k = int(self.top_k)
+        self.n_values = int(self.n_values)
+        self.stim_scale = float(self.stim_scale)
+        self.n_images = int(self.n_images)
+        self.max_mask_size = float(self.max_mask_size)
+        self.filter_bound = float(self.filter_bound)
+        self.steps = int(self.steps)
+        self.lr = float(self.lr)
+        self.other_weight = float(self.other_weight)
+        self.bound_weight = float(self.bound_weight)
+        self.n_knots = int(self.n_knots)
         self.triggers = tuple(triggers)
-        self.threshold_pixel = float(threshold_pixel)
-        self.threshold_filter = float(threshold_filter)
-        self.max_batch = int(max_batch)
-        self.seed = int(seed)
+        self.threshold_pixel = float(self.threshold_pixel)
+        self.threshold_filter = float(self.threshold_filter)
+        self.max_batch = int(self.max_batch)
+        self.seed = int(self.seed)
 
     # --- stage 1 ----------------------------------------------------------------------------
 

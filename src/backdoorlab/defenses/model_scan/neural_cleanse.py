@@ -33,7 +33,8 @@ Other deviations: see :mod:`backdoorlab.defenses.reverse` (epoch = one pass over
 from __future__ import annotations
 
 import time
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -125,52 +126,70 @@ def verdict(
     )
 
 
+@dataclass(kw_only=True)
+class ReverseOptions:
+    """Options of a trigger-reversing scanner (NC, TABOR): the verdict (``criterion``,
+    ``threshold`` for the MAD index, ``ratio_threshold`` for the norm ratio), the clean images used
+    (``per_class``) and the optimisation (:class:`ReverseSpec`: ``max_epochs``, ``batch_size``,
+    ``lr``, ``init_cost``, ``patience``, ``early_stop_patience``, ``seed``, ``device``), all classes
+    at once unless ``batched`` is off. ``spec`` is built from them."""
+
+    threshold: float = CALIBRATED_THRESHOLD
+    criterion: str = "ratio"
+    ratio_threshold: float = RATIO_THRESHOLD
+    per_class: int | None = 20
+    max_epochs: int = 40
+    batch_size: int = 32
+    lr: float = 0.1
+    init_cost: float = 1e-3
+    patience: int = 5
+    early_stop_patience: int = 25
+    batched: bool = True
+    seed: int = 0
+    device: str = "auto"
+    spec: ReverseSpec = field(init=False, repr=False, compare=False)
+    name: ClassVar[str] = "reverse"
+
+    def __post_init__(self) -> None:
+        if self.criterion not in CRITERIA:
+            raise ConfigError(
+                f"{self.name}: bad criterion {self.criterion!r}: expected one of {', '.join(CRITERIA)}"
+            )
+        self.threshold = float(self.threshold)
+        self.ratio_threshold = float(self.ratio_threshold)
+        self.max_epochs = int(self.max_epochs)
+        self.batch_size = int(self.batch_size)
+        self.lr = float(self.lr)
+        self.init_cost = float(self.init_cost)
+        self.patience = int(self.patience)
+        self.early_stop_patience = int(self.early_stop_patience)
+        self.batched = bool(self.batched)
+        self.seed = int(self.seed)
+        self.spec = ReverseSpec(
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            init_cost=self.init_cost,
+            patience=self.patience,
+            early_stop_patience=self.early_stop_patience,
+            seed=self.seed,
+            device=self.device,
+        )
+
+
 @DEFENSES.register(
     "nc",
     "Neural Cleanse (Wang et al., S&P 2019): per-class minimal trigger; norm-ratio or MAD anomaly test",
     tags=("model-detector",),
 )
-class NeuralCleanse(ModelDetector):
-    """Neural Cleanse model scanner (Wang et al., IEEE S&P 2019), all classes reversed in one batch."""
+@dataclass(kw_only=True)
+class NeuralCleanse(ReverseOptions, ModelDetector):
+    """Neural Cleanse model scanner (Wang et al., IEEE S&P 2019), all classes reversed in one batch.
+
+    Options: :class:`ReverseOptions`.
+    """
 
     name = "nc"
-
-    def __init__(
-        self,
-        threshold: float = CALIBRATED_THRESHOLD,
-        criterion: str = "ratio",
-        ratio_threshold: float = RATIO_THRESHOLD,
-        per_class: int | None = 20,
-        max_epochs: int = 40,
-        batch_size: int = 32,
-        lr: float = 0.1,
-        init_cost: float = 1e-3,
-        patience: int = 5,
-        early_stop_patience: int = 25,
-        batched: bool = True,
-        seed: int = 0,
-        device: str = "auto",
-    ) -> None:
-        if criterion not in CRITERIA:
-            raise ConfigError(
-                f"{self.name}: bad criterion {criterion!r}: expected one of {', '.join(CRITERIA)}"
-            )
-        self.threshold = float(threshold)
-        self.criterion = criterion
-        self.ratio_threshold = float(ratio_threshold)
-        self.per_class = per_class
-        self.batched = bool(batched)
-        self.seed = int(seed)
-        self.spec = ReverseSpec(
-            max_epochs=int(max_epochs),
-            batch_size=int(batch_size),
-            lr=float(lr),
-            init_cost=float(init_cost),
-            patience=int(patience),
-            early_stop_patience=int(early_stop_patience),
-            seed=int(seed),
-            device=device,
-        )
 
     def extra_loss(self) -> ExtraLoss | None:
         """Additional per-class regularisers (none for NC; TABOR overrides)."""

@@ -30,14 +30,16 @@ relatively less.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ...errors import ConfigError
 from ..base import DEFENSES
 from ..reverse import ExtraLoss
-from .neural_cleanse import CALIBRATED_THRESHOLD, RATIO_THRESHOLD, NeuralCleanse
+from .neural_cleanse import NeuralCleanse
 
 TABOR_WEIGHTS = (1e-6, 1e-5, 1e-7, 1e-8, 0.0, 1e-2)
 
@@ -84,49 +86,22 @@ def tabor_loss(weights: Sequence[float]) -> ExtraLoss:
     "TABOR (Guo et al., ICDM 2020): NC trigger search + size/scatter/blocking/overlay regularisers",
     tags=("model-detector",),
 )
+@dataclass(kw_only=True)
 class Tabor(NeuralCleanse):
-    """TABOR model scanner (Guo et al., arXiv 1908.01763 / ICDM 2020), batched over all classes."""
+    """TABOR model scanner (Guo et al., arXiv 1908.01763 / ICDM 2020), batched over all classes.
 
+    Options: Neural Cleanse's (:class:`ReverseOptions`) and the six regulariser ``weights``.
+    """
+
+    weights: tuple[float, ...] = TABOR_WEIGHTS
     name = "tabor"
 
-    def __init__(
-        self,
-        threshold: float = CALIBRATED_THRESHOLD,
-        criterion: str = "ratio",
-        ratio_threshold: float = RATIO_THRESHOLD,
-        per_class: int | None = 20,
-        max_epochs: int = 40,
-        batch_size: int = 32,
-        lr: float = 0.1,
-        init_cost: float = 1e-3,
-        patience: int = 5,
-        early_stop_patience: int = 25,
-        weights: Sequence[float] = TABOR_WEIGHTS,
-        batched: bool = True,
-        seed: int = 0,
-        device: str = "auto",
-    ) -> None:
-        super().__init__(
-            threshold=threshold,
-            criterion=criterion,
-            ratio_threshold=ratio_threshold,
-            per_class=per_class,
-            max_epochs=max_epochs,
-            batch_size=batch_size,
-            lr=lr,
-            init_cost=init_cost,
-            patience=patience,
-            early_stop_patience=early_stop_patience,
-            batched=batched,
-            seed=seed,
-            device=device,
-        )
-        w = tuple(float(v) for v in weights)
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        w = tuple(float(v) for v in self.weights)
         if len(w) != 6 or any(v < 0 for v in w):
-            from ...errors import ConfigError
-
             raise ConfigError(
-                f"tabor weights: expected 6 non-negative numbers, got {list(weights)}"
+                f"tabor weights: expected 6 non-negative numbers, got {list(self.weights)}"
             )
         self.weights = w
 
