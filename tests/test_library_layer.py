@@ -100,7 +100,21 @@ def test_list_defenses_grouped_by_point_of_action(capsys: pytest.CaptureFixture[
     out = capsys.readouterr().out
     heads = [line.split(":")[0] for line in out.splitlines() if not line.startswith(" ")]
     assert heads == ["model-scan", "input-detection", "data-sanitize", "model-repair"]
-    assert "Wang et al." in out  # each entry shows its paper
+    assert "Neural Cleanse: Identifying and Mitigating" in out  # each entry shows its paper
+    assert "(also: neural-cleanse)" in out
+
+
+def test_every_defense_entry_has_a_family_and_a_paper() -> None:
+    from backdoorlab.defenses import DEFENSES
+
+    families = {"model-scan", "input-detection", "data-sanitize", "model-repair"}
+    for e in DEFENSES.entries():
+        assert e.family in families, e.name
+        assert e.paper and any(str(y) in e.paper for y in range(2015, 2030)), e.name
+        assert e.module.startswith(f"backdoorlab.defenses.{e.family.replace('-', '_')}"), e.name
+    assert DEFENSES.canonical("neural-cleanse") == "nc" and DEFENSES.canonical("ac") == (
+        "activation-clustering"
+    )
 
 
 def test_atomic_outputs_respect_the_umask(tmp_path: Path) -> None:

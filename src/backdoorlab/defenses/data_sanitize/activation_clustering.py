@@ -226,6 +226,8 @@ def cluster_stats(
 @DEFENSES.register(
     "activation-clustering",
     "Activation Clustering (Chen et al. 2019): ICA + 2-means of last-hidden activations per class, data sanitiser",
+    paper='Chen, Carvalho, Baracaldo, Ludwig, Edwards, Lee, Molloy & Srivastava, "Detecting Backdoor Attacks on Deep Neural Networks by Activation Clustering", AAAI SafeAI workshop 2019',
+    aliases=("ac",),
 )
 @dataclass(kw_only=True)
 class ActivationClustering(SanitizerOptions, DataSanitizer):

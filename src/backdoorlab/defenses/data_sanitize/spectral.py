@@ -74,6 +74,8 @@ def spectral_scores(
 @DEFENSES.register(
     "spectral-signatures",
     "Spectral Signatures (Tran et al. NeurIPS 2018): squared top-singular-vector projection, data sanitiser",
+    paper='Tran, Li & Madry, "Spectral Signatures in Backdoor Attacks", NeurIPS 2018',
+    aliases=("ss", "spectral"),
 )
 @dataclass(kw_only=True)
 class SpectralSignatures(BudgetSanitizer):

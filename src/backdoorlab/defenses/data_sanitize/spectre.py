@@ -99,7 +99,9 @@ def spectre_scores(
 
 
 @DEFENSES.register(
-    "spectre", "SPECTRE (Hayase et al. ICML 2021): robust whitening + QUE scores, data sanitiser"
+    "spectre",
+    "SPECTRE (Hayase et al. ICML 2021): robust whitening + QUE scores, data sanitiser",
+    paper='Hayase, Kong, Somani & Oh, "SPECTRE: Defending Against Backdoor Attacks Using Robust Statistics", ICML 2021',
 )
 @dataclass(kw_only=True)
 class Spectre(BudgetSanitizer):

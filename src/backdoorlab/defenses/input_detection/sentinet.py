@@ -98,7 +98,9 @@ def top_fraction_mask(heat: torch.Tensor, fraction: float) -> torch.Tensor:
 
 
 @DEFENSES.register(
-    "sentinet", "SentiNet (Chou et al. 2020): GradCAM region pasted on clean images, input detector"
+    "sentinet",
+    "SentiNet (Chou et al. 2020): GradCAM region pasted on clean images, input detector",
+    paper='Chou, Tramer & Pellegrino, "SentiNet: Detecting Localized Universal Attacks Against Deep Learning Systems", IEEE S&P Workshops 2020',
 )
 @dataclass(kw_only=True)
 class SentiNet(InputDetector):

@@ -82,7 +82,9 @@ def entropy_bits(logits: torch.Tensor) -> torch.Tensor:
 
 
 @DEFENSES.register(
-    "strip", "STRIP (Gao et al. ACSAC 2019): entropy of superimposed copies, input detector"
+    "strip",
+    "STRIP (Gao et al. ACSAC 2019): entropy of superimposed copies, input detector",
+    paper='Gao, Xu, Wang, Chen, Ranasinghe & Nepal, "STRIP: A Defence Against Trojan Attacks on Deep Neural Networks", ACSAC 2019',
 )
 @dataclass(kw_only=True)
 class STRIP(InputDetector):

@@ -146,6 +146,7 @@ def _channels(m: nn.Module) -> int:
 @DEFENSES.register(
     "anp",
     "Adversarial Neuron Pruning (Wu & Wang, NeurIPS 2021): prune neurons sensitive to adversarial perturbation",
+    paper='Wu & Wang, "Adversarial Neuron Pruning Purifies Backdoored Deep Models", NeurIPS 2021',
 )
 @dataclass(kw_only=True)
 class ANP(RepairOptions, ModelRepair):

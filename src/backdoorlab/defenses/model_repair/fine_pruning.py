@@ -124,6 +124,8 @@ def frozen_columns(linear: nn.Linear, keep_columns: torch.Tensor) -> Iterator[No
 @DEFENSES.register(
     "fine-pruning",
     "Fine-Pruning (Liu et al., RAID 2018): prune dormant last-conv channels, fine-tune on clean data",
+    paper='Liu, Dolan-Gavitt & Garg, "Fine-Pruning: Defending Against Backdooring Attacks on Deep Neural Networks", RAID 2018',
+    aliases=("fp",),
 )
 @dataclass(kw_only=True)
 class FinePruning(FinetuneOptions, ModelRepair):

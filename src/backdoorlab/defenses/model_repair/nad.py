@@ -80,6 +80,7 @@ class _Recorder:
 @DEFENSES.register(
     "nad",
     "Neural Attention Distillation (Li et al., ICLR 2021): fine-tuned teacher's attention guides the student",
+    paper='Li, Lyu, Koren, Lyu, Li & Ma, "Neural Attention Distillation: Erasing Backdoor Triggers from Deep Neural Networks", ICLR 2021',
 )
 @dataclass(kw_only=True)
 class NAD(FinetuneOptions, ModelRepair):

@@ -51,7 +51,8 @@ def stamp_fraction(
 @DEFENSES.register(
     "nc-unlearning",
     "Neural Cleanse unlearning (S&P 2019, Sec. VI-C): fine-tune with 20% reversed-trigger images, true labels",
-    tags=("model-repair",),
+    paper='Wang, Yao, Shan, Li, Viswanath, Zheng & Zhao, "Neural Cleanse: Identifying and Mitigating Backdoor Attacks in Neural Networks", IEEE S&P 2019, Sec. VI-C (unlearning)',
+    aliases=("unlearning",),
 )
 @dataclass(kw_only=True)
 class NCUnlearning(FinetuneOptions, ModelRepair):

@@ -134,6 +134,7 @@ def filter_transform(
 @DEFENSES.register(
     "abs",
     "ABS (Liu et al., CCS 2019): neuron stimulation + pixel/filter trigger reversal, REASR score",
+    paper='Liu, Lee, Tao, Ma, Aafer & Zhang, "ABS: Scanning Neural Networks for Back-doors by Artificial Brain Stimulation", ACM CCS 2019',
 )
 @dataclass(kw_only=True)
 class ABS(ModelDetector):

@@ -180,7 +180,8 @@ class ReverseOptions:
 @DEFENSES.register(
     "nc",
     "Neural Cleanse (Wang et al., S&P 2019): per-class minimal trigger; norm-ratio or MAD anomaly test",
-    tags=("model-detector",),
+    paper='Wang, Yao, Shan, Li, Viswanath, Zheng & Zhao, "Neural Cleanse: Identifying and Mitigating Backdoor Attacks in Neural Networks", IEEE S&P 2019',
+    aliases=("neural-cleanse",),
 )
 @dataclass(kw_only=True)
 class NeuralCleanse(ReverseOptions, ModelDetector):

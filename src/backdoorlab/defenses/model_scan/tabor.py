@@ -84,7 +84,7 @@ def tabor_loss(weights: Sequence[float]) -> ExtraLoss:
 @DEFENSES.register(
     "tabor",
     "TABOR (Guo et al., ICDM 2020): NC trigger search + size/scatter/blocking/overlay regularisers",
-    tags=("model-detector",),
+    paper='Guo, Wang, Xing, Du & Song, "TABOR: A Highly Accurate Approach to Inspecting and Restoring Trojan Backdoors in AI Systems", IEEE ICDM 2020',
 )
 @dataclass(kw_only=True)
 class Tabor(NeuralCleanse):
