@@ -304,6 +304,13 @@ def run_defense(
         if attack.mode != "all-to-all":
             out["true_target"] = attack.target
             out["target_found"] = attack.target in [int(t) for t in res.suspect_targets]
+    # a plain sentence from the defense's own rule (what it found, or that it found nothing), and an
+    # input detector's FRR measured on clean images that did not set its threshold
+    said = out.get("scan", {}).get("info", {}).get("verdict") or getattr(defense, "verdict", None)
+    if said:
+        out["verdict"] = str(said)
+    if getattr(defense, "heldout_frr", None) is not None:
+        out["heldout_frr"] = float(defense.heldout_frr)
     out["options"] = _options_of(defense, options or {})
     out["seconds"] = cost.seconds
     out["peak_mem_mb"] = cost.peak_mem_mb

@@ -78,6 +78,7 @@ class NCUnlearning(ModelRepair):
         self.seed = int(seed)
         self.device = device
         self.used_targets: list[int] = []
+        self.verdict: str | None = None
 
     def triggers(self, model: nn.Module, clean: ImageData) -> tuple[torch.Tensor, torch.Tensor]:
         """The reversed masks and patterns to unlearn (suspect targets, else the smallest norm)."""
@@ -89,6 +90,13 @@ class NCUnlearning(ModelRepair):
         targets = list(res.suspect_targets) or [int(res.info.get("min_norm_class", classes[0]))]
         rows = [classes.index(t) for t in targets]
         self.used_targets = targets
+        said = res.info.get("verdict", "")
+        self.verdict = (
+            f"nc-unlearning: unlearned the reversed trigger of class {', '.join(map(str, targets))} ({said})"
+            if res.suspect_targets
+            else f"nc-unlearning: the Neural Cleanse scan found no backdoor ({said}); fine-tuned with "
+            f"the smallest-norm class's reversed trigger (class {targets[0]}) anyway"
+        )
         return res.evidence["masks"][rows], res.evidence["patterns"][rows]
 
     def repair(self, model: nn.Module, clean: ImageData) -> nn.Module:
