@@ -152,15 +152,21 @@ def parse_eps(name: str, eps: float | str | None) -> float | None:
 
 
 def budget_verdict(
-    name: str, eps: float | None, report: dict[str, dict[str, float]], n_removed: int
+    name: str,
+    eps: float | None,
+    report: dict[str, dict[str, float]],
+    n_removed: int,
+    checked: bool = True,
 ) -> str:
-    """One sentence: where the loss rule fired, which budget was used, how much was removed."""
+    """One sentence: where the loss rule fired (if it was ``checked``), which budget was used, how much was removed."""
     fired = [c for c, r in report.items() if r.get("loss_rule")]
     if eps is not None:
-        return (
-            f"{name}: fixed budget eps {eps:g} in every class; loss orientation fired in "
-            f"{', '.join(fired) if fired else 'no class'}; removed {n_removed}"
+        rule = (
+            f"loss rule fired in {'class ' + ', '.join(fired) if fired else 'no class'}"
+            if checked
+            else "loss rule not used"
         )
+        return f"{name}: fixed budget eps {eps:g} in every class ({rule}); removed {n_removed}"
     if not fired:
         return (
             f"{name}: no backdoor evidence found by the loss rule (no class has a tightly fitted "
@@ -250,5 +256,7 @@ class SpectralSignatures(BudgetSanitizer):
                 if self.eps_given is not None
                 else (EPS_HALF if fired[int(c)] else EPS_PAPER)
             )
-        self.verdict = budget_verdict(self.name, self.eps_given, self.report, int((~keep).sum()))
+        self.verdict = budget_verdict(
+            self.name, self.eps_given, self.report, int((~keep).sum()), self.orient == "loss"
+        )
         return scores, keep

@@ -200,5 +200,7 @@ class Spectre(BudgetSanitizer):
         scores, labels = self._scored(model, train)
         fired = {int(c): bool(r["loss_rule"]) for c, r in self.report.items()}
         keep = auto_budget_keep(scores, labels, fired, self.eps_given, self.removal_factor)
-        self.verdict = budget_verdict(self.name, self.eps_given, self.report, int((~keep).sum()))
+        self.verdict = budget_verdict(
+            self.name, self.eps_given, self.report, int((~keep).sum()), self.eps_given is None
+        )
         return scores, keep
