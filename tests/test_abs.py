@@ -154,10 +154,12 @@ def test_abs_flags_patch_trojan_with_target_and_passes_clean(trained):
     assert (
         not r_clean.flagged and r_clean.suspect_targets == ()
     )  # default (clean-calibrated) thresholds
+    assert r_clean.verdict.startswith("no backdoor found by the REASR rule")
     # this tiny 3-epoch trojan is weaker than the benchmark ones: threshold from the clean model + margin
-    det.threshold_pixel = min(det.threshold_pixel, r_clean.score + 0.1)
+    det.threshold_pixel = min(det.threshold_pixel, r_clean.extras["pixel_reasr"] + 0.1)
     r_troj = det.scan(trained["trojan"], trained["data"])
     assert r_troj.flagged and r_troj.suspect_targets[0] == 3
+    assert r_troj.verdict.startswith("backdoor found by the REASR rule: target 3")
     assert r_troj.extras["best_label"] == 3
     assert r_troj.evidence["masks"].shape == (5, 1, 28, 28)
     area = (r_troj.evidence["masks"] > 0).flatten(1).sum(1)

@@ -105,4 +105,8 @@ def test_defense_contract(name: str, tiny_run: AttackRun, monkeypatch: pytest.Mo
             elif isinstance(a, torch.Tensor) and a.dtype == torch.long:
                 assert not torch.equal(a, secret), (name, method)
             else:
-                assert isinstance(a, nn.Module | torch.Tensor | float | int | str), (name, method, a)
+                assert isinstance(a, nn.Module | torch.Tensor | float | int | str), (
+                    name,
+                    method,
+                    a,
+                )

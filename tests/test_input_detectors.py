@@ -61,6 +61,28 @@ def test_strip_flags_triggered_inputs_at_chosen_frr(setup: dict) -> None:
     assert torch.equal(det.flag(setup["trig"].x[:50]), s_t[:50] > det.threshold)
 
 
+def test_strip_threshold_set_out_of_sample(setup: dict) -> None:
+    from backdoorlab.metrics.detection import threshold_at_fpr
+
+    det = STRIP(n_perturb=16, seed=0).fit(setup["bad"], setup["defender"], frr=0.05)
+    cal, bank = det.calib_index, det.bank_index
+    assert cal is not None and bank is not None
+    n = len(setup["defender"])
+    assert len(cal) == n // 2 and len(cal) + len(bank) == n
+    assert torch.equal(torch.sort(torch.cat([cal, bank])).values, torch.arange(n))  # disjoint
+    assert torch.equal(det.bank, setup["defender"].x[bank])  # calibration images are no overlays
+    assert det.clean_scores is not None and len(det.clean_scores) == len(cal)
+    assert det.threshold == threshold_at_fpr(det.clean_scores, 0.05)  # set on calibration only
+    assert det.heldout_scores is not None and len(det.heldout_scores) == len(bank)
+    frr = float((det.heldout_scores > det.threshold).float().mean())
+    assert det.heldout_frr == frr and 0.0 < frr <= 0.12
+    # the figure it reports is close to the FRR on truly new clean inputs
+    new = float((det.score(setup["held_out"].x) > det.threshold).float().mean())
+    assert abs(det.heldout_frr - new) < 0.06
+    other = STRIP(n_perturb=16, seed=1).fit(setup["bad"], setup["defender"], frr=0.05)
+    assert not torch.equal(other.calib_index, cal)  # the split is seeded
+
+
 def test_strip_score_shape_and_determinism(setup: dict) -> None:
     det = STRIP(n_perturb=8, seed=3).fit(setup["bad"], setup["defender"])
     x = setup["held_out"].x[:37]
@@ -138,6 +160,19 @@ def test_sentinet_separates_triggered_from_clean(setup: dict) -> None:
     assert a > 0.85
     s = det.score(setup["trig"].x[:10])
     assert s.shape == (10,) and torch.equal(s, det.score(setup["trig"].x[:10]))
+
+
+def test_sentinet_threshold_set_out_of_sample(setup: dict) -> None:
+    from backdoorlab.metrics.detection import threshold_at_fpr
+
+    det = SentiNet(n_clean=30, seed=0).fit(
+        setup["bad"], setup["defender"].subset(slice(0, 400)), frr=0.05
+    )
+    assert det.clean_scores is not None and det.heldout_scores is not None
+    assert len(det.clean_scores) == 123 and len(det.heldout_scores) == 124  # thirds of 370
+    assert det.threshold == threshold_at_fpr(det.clean_scores, 0.05)
+    frr = float((det.heldout_scores > det.threshold).float().mean())
+    assert det.heldout_frr == frr and frr <= 0.15
 
 
 def test_sentinet_needs_enough_clean(setup: dict) -> None:

@@ -88,6 +88,13 @@ def test_verdict_ratio_and_mad_criteria() -> None:
     by_mad = verdict("nc", result(clean), 3.2, 0.0, criterion="mad")
     assert not by_ratio.flagged and by_ratio.score < RATIO_THRESHOLD
     assert by_mad.flagged and by_mad.score > 3.2
+    # the result says plainly what the rule found, or that it found nothing
+    assert troj.verdict.startswith("backdoor found by the norm-ratio rule: target 0")
+    assert by_ratio.verdict == (
+        f"no backdoor found by the norm-ratio rule (mask-norm ratio "
+        f"{by_ratio.score:.2f} <= {RATIO_THRESHOLD:g})"
+    )
+    assert by_mad.verdict.startswith("backdoor found by the MAD anomaly rule")
     with pytest.raises(Exception, match="criterion"):
         NeuralCleanse(criterion="median")
 

@@ -55,7 +55,19 @@ def repaired(trojan: dict[str, Any]) -> dict[str, Any]:
     for name, make in REPAIRS.items():
         d = make()
         out[name] = (d.repair(trojan["model"], trojan["clean"]), d.info)
+        out[f"{name}:verdict"] = getattr(d, "verdict", None)
     return out
+
+
+def test_repairs_say_what_their_rule_did(repaired: dict[str, Any]) -> None:
+    fp_info = repaired["fine-pruning"][1]
+    assert repaired["fine-pruning:verdict"].startswith(
+        f"fine-pruning: pruned {fp_info['pruned']} of {fp_info['channels']} last-conv channels"
+    )
+    anp_info = repaired["anp"][1]
+    assert repaired["anp:verdict"].startswith(
+        f"anp: pruned {anp_info['pruned']} of {anp_info['neurons']} neurons"
+    )
 
 
 def test_registered() -> None:
@@ -81,6 +93,7 @@ def test_anp_lowers_asr(trojan: dict[str, Any], repaired: dict[str, Any]) -> Non
     ev = evaluate(model, trojan["test"], trojan["attack"])
     before = trojan["before"]
     assert info["pruned"] >= 1
+    assert info["clean_acc_before"] >= info["clean_acc_after"] - 0.05
     assert ev["asr"] < before["asr"] - 0.05, (before, ev, info)
     assert ev["clean_acc"] > before["clean_acc"] - 0.1, (before, ev, info)
 

@@ -161,15 +161,52 @@ def test_loss_rule_catches_poison_that_is_half_of_its_class(half_poisoned: dict)
     assert _recall(ss.keep_mask(model, data), truth) >= 0.9
 
 
-def test_loss_rule_quiet_on_a_clean_model(small_splits: Splits) -> None:
-    model = fit(
+def _removed_per_class(keep: torch.Tensor, y: torch.Tensor) -> dict[int, tuple[int, int]]:
+    return {int(y[i[0]]): (int((~keep[i]).sum()), len(i)) for i in class_groups(y)}
+
+
+@pytest.mark.parametrize("cls", [SpectralSignatures, Spectre])
+def test_auto_budget_follows_the_loss_rule(half_poisoned: dict, cls: type) -> None:
+    # default eps="auto": half of the class (the 10%-of-the-set convention) where the loss rule
+    # fires, the paper's 10% elsewhere
+    model, data, truth = half_poisoned["model"], half_poisoned["data"], half_poisoned["truth"]
+    san = cls()
+    keep = san.keep_mask(model, data)
+    assert [c for c, r in san.report.items() if r["loss_rule"]] == ["0"]
+    for c, (removed, n) in _removed_per_class(keep, data.y).items():
+        assert removed == math.ceil(1.5 * (0.5 if c == 0 else 0.1) * n - 1e-9), c
+    assert _recall(keep, truth) >= 0.9
+    assert "class 0" in san.verdict
+
+
+@pytest.fixture(scope="module")
+def clean_model(small_splits: Splits) -> torch.nn.Module:
+    return fit(
         create_model("badnets_cnn", seed=1),
         small_splits.train,
         TrainSpec(epochs=8, seed=1, progress=False),
     )
+
+
+def test_loss_rule_quiet_on_a_clean_model(
+    small_splits: Splits, clean_model: torch.nn.Module
+) -> None:
     ac = ActivationClustering(criterion="loss")
-    keep = ac.keep_mask(model, small_splits.train)
+    keep = ac.keep_mask(clean_model, small_splits.train)
     assert bool(keep.all()), {c: r["loss_gap"] for c, r in ac.report.items()}
+    assert "nothing removed" in (ac.verdict or "")
+
+
+@pytest.mark.parametrize("cls", [SpectralSignatures, Spectre])
+def test_auto_budget_on_a_clean_model_is_the_papers(
+    small_splits: Splits, clean_model: torch.nn.Module, cls: type
+) -> None:
+    san = cls()
+    keep = san.keep_mask(clean_model, small_splits.train)
+    assert not any(r["loss_rule"] for r in san.report.values())
+    for removed, n in _removed_per_class(keep, small_splits.train.y).values():
+        assert removed == math.ceil(1.5 * 0.1 * n - 1e-9)
+    assert "no backdoor evidence" in san.verdict
 
 
 def test_bad_criterion_is_a_config_error() -> None:
@@ -179,4 +216,8 @@ def test_bad_criterion_is_a_config_error() -> None:
         ActivationClustering(criterion="size+magic")
     with pytest.raises(ConfigError, match="orient"):
         SpectralSignatures(orient="up")
+    with pytest.raises(ConfigError, match="eps"):
+        Spectre(eps="half")
+    with pytest.raises(ConfigError, match="auto"):
+        SpectralSignatures(orient="none")  # the automatic budget needs the loss rule
     assert ActivationClustering(criterion="either").rules == {"size", "silhouette"}

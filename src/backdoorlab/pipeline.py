@@ -54,6 +54,11 @@ if TYPE_CHECKING:
     from .experiment import Prepared, RunConfig
 
 BUDGET_FACTORS = (0.5, 1.0, 2.0)
+# The defender's clean data, as a class-balanced fraction of the clean test split. Repairs fine-tune on
+# it and need more: 0.3 of Fashion-MNIST's test split is 3,000 images, 5% of the training-set size
+# (the NAD paper's setting); with 1,000 images Fine-Pruning and NAD overfit (docs/repairs.md).
+CLEAN_FRACTION = {"model-repair": 0.3}
+DEFAULT_CLEAN_FRACTION = 0.1
 ALPHA = 0.05
 
 
@@ -283,7 +288,7 @@ def _eval_scan(defense: Any, ctx: _Context, header: dict[str, Any]) -> DefenseRe
             "target_found": int(ctx.attack.target) in res.suspect_targets,
         }
     rule = res.criterion or "its"
-    verdict = (
+    verdict = res.verdict or (
         f"flagged: suspect target(s) {', '.join(map(str, res.suspect_targets)) or '?'} "
         f"(score {res.score:.3g} > threshold {res.threshold:.3g}, {rule} rule)"
         if res.flagged
@@ -394,12 +399,13 @@ def _eval_sanitize(defense: Any, ctx: _Context, header: dict[str, Any]) -> Defen
     with measure() as retrain_cost:
         retrained = train_model(ctx.p, train.subset(keep))
     ba = _before_after(ctx.metrics(ctx.model), ctx.metrics(retrained))
+    own = getattr(defense, "verdict", None)
     if n_removed == 0:
-        verdict = "its rule found nothing: no sample removed, the model is unchanged"
+        verdict = own or "its rule found nothing: no sample removed, the model is unchanged"
     else:
-        verdict = (
-            f"removed {n_removed} samples ({hit} of {int(truth.sum())} poisons); retrained: "
-            f"CA {ba['clean_acc_after']:.3f}, ASR {ba['asr_after']:.3f}"
+        verdict = (f"{own}; " if own else f"removed {n_removed} samples; ") + (
+            f"scored afterwards: {hit} of {int(truth.sum())} poisons removed, retrained CA "
+            f"{ba['clean_acc_after']:.3f}, ASR {ba['asr_before']:.3f} -> {ba['asr_after']:.3f}"
         )
     return SanitizeResult(
         **header,
@@ -435,9 +441,12 @@ def _eval_repair(defense: Any, ctx: _Context, header: dict[str, Any]) -> Defense
         dest = Path(ctx.run.path) / "defenses" / f"{header['defense']}.safetensors"
         save_model(repaired, dest, classes=ctx.p.splits.train.classes)
         path = str(dest)
-    verdict = (
-        f"repaired: ASR {ba['asr_before']:.3f} -> {ba['asr_after']:.3f}, "
+    own = getattr(defense, "verdict", None)
+    survived = ba["asr_after"] > 0.5 * ba["asr_before"]
+    verdict = (f"{own}; " if own else "") + (
+        f"scored afterwards: ASR {ba['asr_before']:.3f} -> {ba['asr_after']:.3f}, "
         f"CA {ba['clean_acc_before']:.3f} -> {ba['clean_acc_after']:.3f} (DER {ba['der']:.3f})"
+        + ("; the backdoor survived" if survived else "")
     )
     return RepairResult(
         **header,
@@ -463,7 +472,7 @@ def run_defense(
     run: AttackRun | str | Path,
     name: str,
     *,
-    clean_fraction: float = 0.1,
+    clean_fraction: float | None = None,
     frr: float = 0.01,
     seed: int = 0,
     family: str | None = None,
@@ -479,6 +488,7 @@ def run_defense(
     (e.g. ``"data-sanitize"``) rejects defenses of another family. With ``write`` and a run folder the
     record goes to ``DIR/defenses/NAME.json`` (and a repaired model to ``NAME.safetensors``).
     ``eval_limit`` scores on a seeded class-balanced sample of that many evaluation images.
+    ``clean_fraction`` defaults to ``CLEAN_FRACTION`` of the family (repairs 0.3, others 0.1).
     """
     from .defenses import DEFENSES
     from .runs import load_run as _load
@@ -494,6 +504,8 @@ def run_defense(
     r = run if isinstance(run, AttackRun) else _load(run)
     if r.trained_model is None or r.prepared is None:
         raise ConfigError("run_defense: the AttackRun has no model; use run_attack or load_run")
+    if clean_fraction is None:
+        clean_fraction = CLEAN_FRACTION.get(fam, DEFAULT_CLEAN_FRACTION)
     clean, evaluation = r.prepared.splits.test.split_balanced(clean_fraction, seed)
     if eval_limit is not None and eval_limit < len(evaluation):
         evaluation = evaluation.per_class(max(1, eval_limit // evaluation.num_classes), seed=seed)

@@ -7,7 +7,7 @@ the true poison indices; those are only for scoring it afterwards (``metrics.det
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -77,6 +77,27 @@ class DataSanitizer(Configurable):
         return self.score(model, train), self.keep_mask(model, train)
 
 
+EPS_PAPER = 0.1  # the papers' budget: 10% of a class
+EPS_HALF = (
+    0.5  # the project's convention: 10% of a 10-class set, all-to-one, is half its target class
+)
+
+
+def parse_eps(name: str, eps: float | str | None) -> float | None:
+    """``eps`` option: ``"auto"`` (``None``) or a number in (0, 1]; a clear error otherwise."""
+    if eps is None or (isinstance(eps, str) and eps.strip().lower() == "auto"):
+        return None
+    try:
+        e = float(eps)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{name}: eps must be 'auto' or a number in (0, 1], got {eps!r}"
+        ) from None
+    if not 0 < e <= 1:
+        raise ConfigError(f"{name}: eps must be in (0, 1], got {e}")
+    return e
+
+
 @dataclass(kw_only=True)
 class SanitizerOptions:
     """Options every feature-based sanitiser shares: which ``layer``'s activations, which
@@ -96,15 +117,19 @@ class BudgetSanitizer(SanitizerOptions, DataSanitizer):
     training set).
     """
 
-    eps: float = 0.1
+    eps: float | str = "auto"
     removal_factor: float = 1.5
+    eps_given: float | None = field(default=None, init=False, repr=False, compare=False)
+    report: dict[str, dict[str, float]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    verdict: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not 0 < self.eps <= 1:
-            raise ConfigError(f"{self.name}: eps must be in (0, 1], got {self.eps}")
+        self.eps_given = parse_eps(self.name, self.eps)
+        self.eps = "auto" if self.eps_given is None else self.eps_given
         if self.removal_factor <= 0:
             raise ConfigError(f"{self.name}: removal_factor must be > 0, got {self.removal_factor}")
-        self.eps = float(self.eps)
         self.removal_factor = float(self.removal_factor)
         self.batch_size = int(self.batch_size)
 
@@ -126,7 +151,8 @@ class BudgetSanitizer(SanitizerOptions, DataSanitizer):
         from .features import budget_keep_mask
 
         scores, labels = self._scored(model, train)
-        return scores, budget_keep_mask(scores, labels, min(1.0, self.removal_factor * self.eps))
+        eps = EPS_PAPER if self.eps_given is None else self.eps_given
+        return scores, budget_keep_mask(scores, labels, min(1.0, self.removal_factor * eps))
 
 
 class ModelRepair(Configurable):

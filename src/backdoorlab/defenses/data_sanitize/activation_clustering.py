@@ -332,6 +332,21 @@ class ActivationClustering(SanitizerOptions, DataSanitizer):
             }
         return out
 
+    @property
+    def verdict(self) -> str | None:
+        """One sentence on the last ``score``: the flagged classes and rules, or that none fired."""
+        if not self.report:
+            return None
+        hit = {c: r["rule"] for c, r in self.report.items() if r["flagged"]}
+        if not hit:
+            return (
+                f"activation-clustering: no cluster flagged by the {'/'.join(sorted(self.rules))} "
+                "rule(s): nothing removed"
+            )
+        return "activation-clustering: flagged " + ", ".join(
+            f"class {c} ({rule} rule)" for c, rule in hit.items()
+        )
+
     def keep_mask(self, model: nn.Module, train: ImageData) -> torch.Tensor:
         """Bool ``(N,)``: keep every sample outside the flagged clusters."""
         return self.score(model, train) < 2.0

@@ -25,6 +25,12 @@ Implemented (Sec. 4):
    these upper-envelope points. An input's suspicion is its height above that curve; the threshold
    is the ``(1 - FRR)`` quantile of the clean inputs' suspicions.
 
+Out of sample (``fit``): besides the ``n_clean`` carriers, the defender's clean images are split,
+seeded, into three disjoint thirds: the boundary is fitted on the first, the threshold set on the
+second (whose points did not shape the boundary, so their heights are not biased low), and
+``heldout_frr`` is the FRR of that threshold on the third. Before this split the boundary and the
+threshold came from the same images.
+
 Deviations: the paper subtracts the GradCAM regions of the top-k other classes from the mask and
 selects the region with a fixed heat-map threshold; here one mask of the predicted class is kept
 with a fixed pixel fraction (default 15%, covering the GradCAM peak at this resolution). The
@@ -120,6 +126,9 @@ class SentiNet(InputDetector):
         compare=False,
     )
     threshold: float | None = field(default=None, init=False, repr=False, compare=False)
+    clean_scores: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
+    heldout_scores: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
+    heldout_frr: float | None = field(default=None, init=False, repr=False, compare=False)
     name = "sentinet"
 
     def __post_init__(self) -> None:
@@ -170,7 +179,12 @@ class SentiNet(InputDetector):
         return self.coef[0] + self.coef[1] * c + self.coef[2] * c * c
 
     def fit(self, model: nn.Module, clean: ImageData, frr: float = 0.01) -> SentiNet:
-        """Take ``n_clean`` carrier images from ``clean``, fit the boundary on the rest, set the threshold."""
+        """Carriers, then three disjoint seeded thirds of the rest: boundary, threshold, held-out check.
+
+        ``n_clean`` images become the carriers; the boundary (upper envelope) is fitted on one third
+        of the remaining images, the threshold is the ``(1 - frr)`` quantile of a second third's
+        heights above it, and ``heldout_frr`` is the share of the last third above the threshold.
+        """
         if len(clean) < self.n_clean + 10:
             raise DataError(
                 f"sentinet: need at least {self.n_clean + 10} clean images, got {len(clean)}"
@@ -181,8 +195,10 @@ class SentiNet(InputDetector):
         perm = torch.randperm(len(clean), generator=g)
         self.model = model
         self.carriers = clean.x[perm[: self.n_clean]].to(model_device(model))
-        fit_x = clean.x[perm[self.n_clean :]]
-        conf, fooled = self.points(fit_x)
+        rest = perm[self.n_clean :]
+        n3 = len(rest) // 3
+        parts = rest[:n3], rest[n3 : 2 * n3], rest[2 * n3 :]
+        conf, fooled = self.points(clean.x[parts[0]])
         # upper envelope: the highest fooled rate per confidence bin, then a least-squares quadratic
         edges = torch.linspace(float(conf.min()), float(conf.max()) + 1e-9, self.n_bins + 1)
         b = (torch.bucketize(conf, edges, right=True) - 1).clamp(0, self.n_bins - 1)
@@ -197,9 +213,11 @@ class SentiNet(InputDetector):
         sol = torch.linalg.lstsq(design, ys.unsqueeze(1)).solution.flatten()
         self.coef = torch.zeros(3, dtype=torch.float64)
         self.coef[: deg + 1] = sol
-        s = (fooled.double() - self._boundary(conf)).float()
+        s = self.score(clean.x[parts[1]])
         self.clean_scores = s
         self.threshold = threshold_at_fpr(s, frr)
+        self.heldout_scores = self.score(clean.x[parts[2]])
+        self.heldout_frr = float((self.heldout_scores > self.threshold).float().mean())
         return self
 
     def score(self, x: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,13 @@ Speed. A fixed N costs N forward passes per input. Two things cut that without c
   the model (``utils.inference_module``; same logits to 1e-4, about 2x the eager throughput on CPU),
   falling back to the model itself when it cannot be traced.
 
+Threshold out of sample (``fit``): the defender's clean images are split, seeded, into an overlay
+bank and a calibration part (``calib_fraction``, default half). The calibration images are scored
+with overlays from the bank only, and the threshold is set on their scores; so no image is scored
+against a bank that contains it. The FRR of that threshold is then measured on the bank images
+(each overlaid with *other* bank images), which did not set it: ``heldout_frr``. Before this split
+the threshold was the quantile of the very images used as overlays (in-sample).
+
 Deviations:
 
 * The threshold is the empirical ``(1 - FRR)`` quantile of the clean scores
@@ -42,8 +49,7 @@ Deviations:
 * The early stop (``adaptive``) is ours: the paper averages a fixed N. ``adaptive=False`` gives the
   paper's form.
 * Overlays are drawn with replacement from the clean set with a seeded generator that is re-seeded
-  at every :meth:`STRIP.score` call, so scoring the same inputs twice gives the same numbers. When
-  ``fit`` scores the clean set itself, an image may occasionally be overlaid with itself.
+  at every :meth:`STRIP.score` call, so scoring the same inputs twice gives the same numbers.
 """
 
 from __future__ import annotations
@@ -102,7 +108,12 @@ class STRIP(InputDetector):
     z: float = 3.0
     jit: bool = True
     chunk: int = 1024
+    calib_fraction: float = 0.5
     seed: int = 0
+    calib_index: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
+    bank_index: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
+    heldout_scores: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
+    heldout_frr: float | None = field(default=None, init=False, repr=False, compare=False)
     fast: nn.Module | None = field(default=None, init=False, repr=False, compare=False)
     sd_floor: float = field(default=0.0, init=False, repr=False, compare=False)
     overlays_used: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
@@ -115,6 +126,7 @@ class STRIP(InputDetector):
     def __post_init__(self) -> None:
         n_perturb, blend, threshold_rule = self.n_perturb, self.blend, self.threshold_rule
         n_min, z = self.n_min, self.z
+        calib_fraction = self.calib_fraction
         if int(n_perturb) < 1:
             raise ConfigError(f"strip: n_perturb must be >= 1, got {n_perturb}")
         if blend not in BLENDS:
@@ -127,6 +139,8 @@ class STRIP(InputDetector):
             raise ConfigError(f"strip: n_min must be >= 1, got {n_min}")
         if not float(z) > 0:
             raise ConfigError(f"strip: z must be > 0, got {z}")
+        if not 0 < float(calib_fraction) < 1:
+            raise ConfigError(f"strip: calib_fraction must be in (0, 1), got {calib_fraction}")
         self.n_perturb = int(n_perturb)
         self.adaptive = bool(self.adaptive)
         self.jit = bool(self.jit)
@@ -134,28 +148,49 @@ class STRIP(InputDetector):
         self.z = float(z)
         self.chunk = max(int(self.chunk), self.n_perturb)
         self.seed = int(self.seed)
+        self.calib_fraction = float(calib_fraction)
 
     def fit(self, model: nn.Module, clean: ImageData, frr: float = 0.01) -> STRIP:
-        """Keep ``clean`` as the overlay bank and set the threshold at ``frr`` on its own scores."""
-        if len(clean) < 2:
-            raise DataError(f"strip: need at least 2 clean images for overlays, got {len(clean)}")
+        """Split ``clean`` (seeded) into an overlay bank and a calibration part; set the threshold at
+        ``frr`` on the calibration part's scores and measure the FRR of that threshold on the bank.
+
+        The calibration images are never overlays, so the threshold is set out of sample. Each bank
+        image is then scored with overlays from the *rest* of the bank (never itself) and
+        ``heldout_frr`` is the share of them above the threshold: images that did not set it.
+        """
+        if len(clean) < 4:
+            raise DataError(
+                f"strip: need at least 4 clean images (overlay bank + calibration), got {len(clean)}"
+            )
         if not 0 <= frr < 1:
             raise ConfigError(f"strip: frr must be in [0, 1), got {frr}")
+        n_cal = min(len(clean) - 2, max(2, round(self.calib_fraction * len(clean))))
+        perm = torch.randperm(len(clean), generator=make_generator(self.seed + 7919))
+        cal_x, bank_x = clean.x[perm[:n_cal]], clean.x[perm[n_cal:]]
+        self.calib_index, self.bank_index = perm[:n_cal], perm[n_cal:]
         self.model = model
-        self.bank = clean.x.to(model_device(model))
+        self.bank = bank_x.to(model_device(model))
         self.fast = inference_module(model, self.bank[:64]) if self.jit else model
-        self.threshold = None  # the clean set is scored with all n_perturb overlays
-        h = self.entropies(clean.x, 0, self.n_perturb)
+        self.threshold = None  # the calibration part is scored with all n_perturb overlays
+        h = self.entropies(cal_x, 0, self.n_perturb)
         s = -h.mean(1)
         self.clean_scores = s
         # smallest per-input spread the early stop trusts: half the typical spread of clean inputs
         self.sd_floor = 0.5 * float(h.std(1).median()) if self.n_perturb > 1 else 0.0
         if self.threshold_rule == "normal":
-            h = -s.double()
+            hh = -s.double()
             z = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(max(frr, 1e-12))).item()
-            self.threshold = float(-(h.mean() + z * h.std()))
+            self.threshold = float(-(hh.mean() + z * hh.std()))
         else:
             self.threshold = threshold_at_fpr(s, frr)
+        # held-out check: bank images overlaid with other bank images (shift the draw past itself)
+        nb = len(bank_x)
+        g = make_generator(self.seed + 1)
+        idx = torch.randint(0, nb - 1, (nb, self.n_perturb), generator=g)
+        idx += (idx >= torch.arange(nb).view(-1, 1)).long()
+        s_bank = -self.entropies(bank_x, 0, self.n_perturb, idx).mean(1)
+        self.heldout_scores = s_bank
+        self.heldout_frr = float((s_bank > self.threshold).float().mean())
         return self
 
     def _check(self, x: torch.Tensor) -> tuple[nn.Module, torch.Tensor]:

@@ -177,6 +177,7 @@ class ANP(RepairOptions, ModelRepair):
                 f"anp: iterations and steps must be >= 1, got {self.iterations}, {self.steps}"
             )
         self.info: dict[str, Any] = {}
+        self.verdict: str | None = None
 
     def masks(self, model: nn.Module, clean: ImageData) -> list[tuple[str, torch.Tensor]]:
         """Optimised masks ``(layer name, (C,))`` of a copy of ``model`` (Algorithm 1)."""
@@ -239,6 +240,18 @@ class ANP(RepairOptions, ModelRepair):
                 w = mods[n].weight
                 w[p.to(w.device)] = 0.0  # zero the neuron's weight (whole out-channel for a conv)
         n_pruned = int(sum(int(p.sum()) for p in prune))
+        rule = (
+            f"the lowest {self.prune_fraction:g} of masks"
+            if self.prune_fraction is not None
+            else f"mask < {self.threshold:g}"
+        )
+        acc0, acc1 = accuracy(model, clean), accuracy(out, clean)
+        self.verdict = (
+            f"anp: pruned {n_pruned} of {len(allm)} neurons ({rule}); defender CA "
+            f"{acc0:.3f} -> {acc1:.3f}"
+            if n_pruned
+            else f"anp: no neuron found by its rule ({rule}): nothing pruned, the model is unchanged"
+        )
         self.info = {
             "layers": [n for n, _ in masks],
             "neurons": len(allm),
@@ -246,7 +259,8 @@ class ANP(RepairOptions, ModelRepair):
             "pruned_fraction": n_pruned / max(1, len(allm)),
             "pruned_per_layer": {n: int(p.sum()) for (n, _), p in zip(masks, prune, strict=True)},
             "mask_mean": float(allm.mean()),
-            "clean_acc_after": accuracy(out, clean),
+            "clean_acc_before": acc0,
+            "clean_acc_after": acc1,
             "options": self.config(),
         }
         return out

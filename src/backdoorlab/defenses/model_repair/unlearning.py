@@ -72,6 +72,7 @@ class NCUnlearning(FinetuneOptions, ModelRepair):
     scan_per_class: int = 20
     scan_result: ScanResult | None = field(default=None, init=False, repr=False, compare=False)
     used_targets: list[int] = field(default_factory=list, init=False, repr=False, compare=False)
+    verdict: str | None = field(default=None, init=False, repr=False, compare=False)
     name = "nc-unlearning"
 
     def __post_init__(self) -> None:
@@ -95,6 +96,13 @@ class NCUnlearning(FinetuneOptions, ModelRepair):
         targets = list(res.suspect_targets) or [int(res.extras.get("min_norm_class", classes[0]))]
         rows = [classes.index(t) for t in targets]
         self.used_targets = targets
+        said = res.verdict
+        self.verdict = (
+            f"nc-unlearning: unlearned the reversed trigger of class {', '.join(map(str, targets))} ({said})"
+            if res.suspect_targets
+            else f"nc-unlearning: the Neural Cleanse scan found no backdoor ({said}); fine-tuned with "
+            f"the smallest-norm class's reversed trigger (class {targets[0]}) anyway"
+        )
         return res.evidence["masks"][rows], res.evidence["patterns"][rows]
 
     def repair(self, model: nn.Module, clean: ImageData) -> nn.Module:

@@ -429,6 +429,15 @@ class ABS(ModelDetector):
             for i in range(k)
         ]
         best_i = int(torch.argmax(torch.maximum(pix_r, fil_r)))
+        rule = (
+            f"pixel REASR {pix_best:.2f} {'>=' if flag_pix else '<'} {self.threshold_pixel:g}, "
+            f"filter REASR {fil_best:.2f} {'>=' if flag_fil else '<'} {self.threshold_filter:g}"
+        )
+        said = (
+            f"backdoor found by the REASR rule: target {', '.join(map(str, targets))} ({rule})"
+            if flag_pix or flag_fil
+            else f"no backdoor found by the REASR rule ({rule})"
+        )
         info = {
             "layer": split.layer,
             "split": split.how,
@@ -466,5 +475,6 @@ class ABS(ModelDetector):
             per_class=per_class,
             evidence=evidence,
             seconds=time.perf_counter() - t0,
+            verdict=said,
             extras=info,
         )

@@ -89,6 +89,17 @@ def verdict(
         suspects = [
             res.targets[i] for i in torch.argsort(-index).tolist() if float(index[i]) > threshold
         ]
+    if criterion == "ratio":
+        rule = f"mask-norm ratio {ratio:.2f} {'>' if flagged else '<='} {ratio_threshold:g}"
+        name = "norm-ratio rule"
+    else:
+        rule = f"anomaly index {anomaly:.2f} {'>' if flagged else '<='} {threshold:g}"
+        name = "MAD anomaly rule"
+    said = (
+        f"backdoor found by the {name}: target {', '.join(map(str, suspects))} ({rule})"
+        if flagged
+        else f"no backdoor found by the {name} ({rule})"
+    )
     per_class = {
         "mask_l1": [round(float(v), 4) for v in res.norms],
         "anomaly_index": [round(float(v), 4) for v in index],
@@ -114,6 +125,7 @@ def verdict(
         per_class=per_class,
         evidence={"masks": res.masks, "patterns": res.patterns, "norms": res.norms},
         seconds=seconds,
+        verdict=said,
         extras={
             "anomaly_index": anomaly,
             "anomaly_threshold": threshold,
