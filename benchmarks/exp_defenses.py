@@ -67,8 +67,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for t, r in rows:
         det = r.get("removed_recall", None)
-        if det is None and "recall" in r:
-            det = f"FAR {1 - r['recall']:.3f}"
+        if det is None and r.get("far") is not None:
+            det = f"FAR {r['far']:.3f}"
         print(
             f"| {t} | {r['defense']} | {fmt(r.get('auroc'))} | {fmt(det)} | {fmt(r.get('clean_acc_before'))} "
             f"| {fmt(r.get('asr_before'))} | {fmt(r.get('clean_acc_after'))} | {fmt(r.get('asr_after'))} | {fmt(r.get('seconds'))} |"

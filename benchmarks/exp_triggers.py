@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from backdoorlab.experiment import RunConfig, prepare, run_attack, train_model
+from backdoorlab.experiment import RunConfig, prepare, train_model
+from backdoorlab.pipeline import run_attack
 from backdoorlab.train import TrainSpec, evaluate
 from backdoorlab.triggers import TRIGGERS
 
@@ -52,11 +53,11 @@ def main() -> None:
         row = {
             "trigger": n,
             "rate": args.rate,
-            "clean_acc": res["clean_acc"],
+            "clean_acc": res.clean_acc,
             "clean_model_acc": clean_acc,
-            "asr": res["asr"],
-            "psnr": res["stealth"]["psnr"],
-            "ssim": res["stealth"]["ssim"],
+            "asr": res.asr,
+            "psnr": res.stealth["psnr"],
+            "ssim": res.stealth["ssim"],
             "seconds": time.perf_counter() - t,
         }
         rows.append(row)
