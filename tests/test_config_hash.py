@@ -38,7 +38,8 @@ IDS = [f"{fam}:{name}" for fam, name in ENTRIES]
 
 # Alternative values for string options: hints by option name first, then every choice the
 # methods know (an alternative that a method rejects with ConfigError is skipped).
-HINTS: dict[str, list[str]] = {
+HINTS: dict[str, list[Any]] = {
+    "eps": [0.1, 0.3],
     "device": ["cpu"],
     "layer": ["auto", "hidden"],
     "labels": ["predicted", "given"],

@@ -22,7 +22,8 @@ poison-rate convention -- puts 50% poison in its target class, which no fixed 0.
 threshold (0.45) was calibrated on clean models only, for Activation Clustering's clusters; on this
 split (top singular direction) it was checked on clean models as well (docs/defenses.md, "Defaults
 on the default run"), where no class reached it, so every class gets the paper's budget. Pass a number as ``eps`` for the
-paper's fixed per-class budget (``eps=0.1, orient="none"`` is the paper's form). The result's
+paper's fixed per-class budget (``eps=0.1, orient="none"`` is the paper's form; ``eps="auto"`` with
+``orient="none"`` keeps the paper's squared score and uses the loss rule for the budget only). The result's
 ``verdict`` says where the rule fired and which budget was used, or that it found nothing.
 
 Deviations: ``labels="predicted"`` groups by the model's predictions instead of the given labels;
@@ -86,14 +87,23 @@ def top_projection(reps: torch.Tensor) -> torch.Tensor:
 
 
 def spectral_scores_and_gap(
-    reps: torch.Tensor, quantiles: torch.Tensor | None = None, loss_gap: float = LOSS_GAP
+    reps: torch.Tensor,
+    quantiles: torch.Tensor | None = None,
+    loss_gap: float = LOSS_GAP,
+    orient: bool = True,
 ) -> tuple[torch.Tensor, bool, float]:
-    """Spectral scores ``(n,)``, whether the loss orientation fired, and the two sides' loss gap."""
+    """Spectral scores ``(n,)``, whether the loss rule fired, and the two sides' loss gap.
+
+    With ``orient`` the scores are oriented towards the low-loss side where the rule fires;
+    without, the rule is only reported (the paper's squared score is kept).
+    """
     if len(reps) < 2:
         return torch.zeros(len(reps)), False, 0.0
     p = top_projection(reps)
     if quantiles is not None:
         low, gap = loss_split(p, quantiles, loss_gap)
+        if low is not None and not orient:
+            return (p**2).float(), True, gap
         if low is not None:
             sign = 1.0 if float(p[low].mean()) > float(p[~low].mean()) else -1.0
             sp = sign * p
@@ -187,19 +197,16 @@ class SpectralSignatures(BudgetSanitizer):
             raise ConfigError(
                 f"spectral-signatures: bad orient {self.orient!r}: expected one of {', '.join(ORIENTS)}"
             )
-        if self.eps_given is None and self.orient != "loss":
-            raise ConfigError(
-                "spectral-signatures: eps='auto' needs orient='loss' (the budget follows the loss rule)"
-            )
         self.loss_gap = float(self.loss_gap)
 
     def _scored(self, model: nn.Module, train: ImageData) -> tuple[torch.Tensor, torch.Tensor]:
         """Spectral scores (divided by their class median) and the labels they were grouped by."""
         q: torch.Tensor | None = None
-        if self.orient == "loss" or self.labels == "predicted":
+        need_q = self.orient == "loss" or self.eps_given is None  # the loss rule orients or budgets
+        if need_q or self.labels == "predicted":
             reps, logits = reps_and_logits(model, train.x, self.layer, self.batch_size)
             labels = sanitizer_labels(model, train, self.labels, self.batch_size, logits)
-            if self.orient == "loss":
+            if need_q:
                 q = loss_quantiles(logits, train.y)[1]
         else:
             reps = activations(model, train.x, self.layer, self.batch_size)
@@ -208,7 +215,7 @@ class SpectralSignatures(BudgetSanitizer):
         self.report = {}
         for idx in class_groups(labels):
             s, fired, gap = spectral_scores_and_gap(
-                reps[idx], None if q is None else q[idx], self.loss_gap
+                reps[idx], None if q is None else q[idx], self.loss_gap, self.orient == "loss"
             )
             out[idx] = s / s.median().clamp_min(1e-12)
             self.report[str(int(labels[idx[0]]))] = {"loss_rule": float(fired), "loss_gap": gap}
@@ -228,6 +235,10 @@ class SpectralSignatures(BudgetSanitizer):
                 else (EPS_HALF if fired[int(c)] else EPS_PAPER)
             )
         self.verdict = budget_verdict(
-            self.name, self.eps_given, self.report, int((~keep).sum()), self.orient == "loss"
+            self.name,
+            self.eps_given,
+            self.report,
+            int((~keep).sum()),
+            self.orient == "loss" or self.eps_given is None,
         )
         return scores, keep
