@@ -41,6 +41,7 @@ REF_ARCHS = ("badnets_cnn", "lenet5", "small_cnn16", "small_cnn16bn", "gap_cnn16
 REF_SEEDS = (100, 101, 102)
 # a few fully trained references (whole training set, 3 epochs), trained last
 REF_FULL = (("badnets_cnn", 100), ("lenet5", 100), ("small_cnn16bn", 100), ("gap_cnn16bn", 100))
+MIN_ASR = 0.5  # a trojan whose attack did not implant is not scanned (not a trojan)
 SCAN_PER_CLASS = 20  # = backdoorlab scan --per-class default
 SCAN_SEED = 0  # = backdoorlab scan --seed default (scanner seed and image choice)
 OUT = (
@@ -101,6 +102,10 @@ def run_zoo(
                 f"{meta['train_s']:.0f}s",
                 flush=True,
             )
+        meta = json.loads((mdir / f"{name}.meta.json").read_text())
+        if not meta["clean"] and (meta.get("asr") or 0) < MIN_ASR:
+            print(f"  {name}: ASR {meta['asr']:.3f} < {MIN_ASR}, not implanted: not scanned")
+            continue
         for method in methods:
             doc = scan_cached(cache, method, name, clean, lambda m=method: detector(m))
             if doc is not None:
@@ -137,12 +142,13 @@ def cmd_write(cache: Path, methods: list[str]) -> None:
         ),
         "data": "fashion-mnist",
         "how": (
-            f"clean models: architectures {', '.join(REF_ARCHS)} x seeds "
+            "clean Fashion-MNIST models named ref-ARCH-sSEED (see 'models' per method): "
+            f"architectures from {', '.join(REF_ARCHS)}, seeds from "
             f"{', '.join(map(str, REF_SEEDS))}, trained 3 epochs on a class-balanced "
-            f"{10 * SUBSET_PER_CLASS}-image subset of the training set, plus "
-            f"{', '.join(f'{a} s{s}' for a, s in REF_FULL)} trained 3 epochs on the whole "
-            f"training set; each scanned at its defaults (seed {SCAN_SEED}) with "
-            f"{SCAN_PER_CLASS} clean test images per class (seed {SCAN_SEED})"
+            f"{10 * SUBSET_PER_CLASS}-image subset of the training set (suffix -full: the whole "
+            f"training set); each scanned at the scanner's defaults (seed {SCAN_SEED}) with "
+            f"{SCAN_PER_CLASS} clean test images per class (seed {SCAN_SEED}), as "
+            "`backdoorlab scan MODEL --data fashion-mnist --method all` does"
         ),
         "date": datetime.date.today().isoformat(),
         "command": COMMAND,

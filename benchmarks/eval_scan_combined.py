@@ -19,6 +19,7 @@ reference script; names start with ``eval-``).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any
 os.environ.setdefault("BACKDOORLAB_NO_PROGRESS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from calibrate_scan_reference import METHODS, load_scans, run_zoo
+from calibrate_scan_reference import METHODS, MIN_ASR, load_scans, run_zoo
 
 # held-out clean models: (arch key, seed)
 EVAL_CLEAN = (
@@ -51,7 +52,7 @@ EVAL_TROJANS = (
     ("gap_cnn16bn", "patch", 5, 0.10, 303),
     ("badnets_cnn", "patch", 9, 0.01, 304),
     ("badnets_cnn", "blend", 2, 0.10, 305),
-    ("lenet5", "blend", 8, 0.05, 306),
+    ("lenet5", "blend", 8, 0.10, 306),
     ("badnets_cnn", "logo", 4, 0.10, 307),
     ("gap_cnn16", "logo", 1, 0.05, 308),
     ("badnets_cnn", "nashville", 6, 0.10, 309),
@@ -64,7 +65,7 @@ EVAL_TROJANS = (
     ("small_cnn32bn", "patch", 4, 0.02, 316),
     ("gap_cnn24bn", "blend", 0, 0.03, 317),
     ("small_cnn24", "patch", 6, 0.01, 318),
-    ("lenet5", "logo", 7, 0.02, 319),
+    ("lenet5", "logo", 7, 0.10, 319),
 )
 
 
@@ -117,13 +118,18 @@ def cmd_table(cache: Path, methods: list[str], min_asr: float) -> None:
                 "combined": calibration.combine(list(ps.values())),
             }
         )
-    skipped = len(done) - len(rows)
+    metas = [
+        json.loads(p.read_text())
+        for n in names
+        if (p := cache / "models" / f"{n}.meta.json").exists()
+    ]
+    failed = [m["name"] for m in metas if not m["clean"] and (m.get("asr") or 0) < min_asr]
     cl = [r for r in rows if r["clean"]]
     tr = [r for r in rows if not r["clean"]]
     a = calibration.ALPHA
     print(
         f"{len(cl)} held-out clean, {len(tr)} trojaned models (ASR >= {min_asr}; "
-        f"{skipped} trojan(s) below it left out); alpha = {a}\n"
+        f"not implanted, left out: {', '.join(failed) or 'none'}); alpha = {a}\n"
     )
     print(
         "| score | AUROC | FPR at own threshold | TPR at own threshold "
@@ -173,7 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--only", default="*", help="glob of model names")
     ap.add_argument(
-        "--min-asr", type=float, default=0.5, help="trojans below this ASR are left out [0.5]"
+        "--min-asr",
+        type=float,
+        default=MIN_ASR,
+        help=f"trojans below this ASR are left out [{MIN_ASR}]",
     )
     args = ap.parse_args(argv)
     cache = Path(args.cache)
