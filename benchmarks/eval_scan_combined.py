@@ -3,7 +3,8 @@
 None of these models is a calibration reference (``benchmarks/calibrate_scan_reference.py``): the
 clean ones use other seeds (200+) or other widths (``small_cnn`` 24 / 32+BN, ``gap_cnn`` 24+BN), the
 trojans span architectures, seeds, triggers (patch, blend, logo, nashville, lsb, warp, sticker),
-poisoning rates 1%-10% and targets. Each model is scanned exactly as the references were (every
+poisoning rates 1%-10% and targets (four trojans are trained on the whole training set,
+the rest, like the references, on the 10k subset). Each model is scanned exactly as the references were (every
 scanner at its defaults, 20 clean test images per class, seed 0); then per method the AUROC of
 the raw score (clean = 0, trojan = 1), the combined AUROC (score = 1 - Bonferroni-combined
 p-value, :mod:`backdoorlab.defenses.model_scan.calibration`), and the false-positive rate on the
@@ -68,6 +69,15 @@ EVAL_TROJANS = (
     ("lenet5", "logo", 7, 0.10, 319),
 )
 
+# trojans trained on the whole training set (3 epochs): triggers that the 10k subset does not
+# implant in 3 epochs (LSB, warp, 1% patches); trained last
+EVAL_TROJANS_FULL = (
+    ("badnets_cnn", "lsb", 8, 0.10, 320),
+    ("badnets_cnn", "warp", 1, 0.10, 321),
+    ("badnets_cnn", "patch", 9, 0.01, 322),
+    ("lenet5", "nashville", 3, 0.01, 323),
+)
+
 
 def eval_jobs() -> list[tuple[str, dict[str, Any]]]:
     """(name, training job) of every held-out model: clean and trojans interleaved, so a partial
@@ -83,6 +93,21 @@ def eval_jobs() -> list[tuple[str, dict[str, Any]]]:
     out: list[tuple[str, dict[str, Any]]] = []
     for i in range(max(len(clean), len(troj))):
         out += troj[2 * i : 2 * i + 2] + clean[i : i + 1]
+    out += [
+        (
+            f"eval-{a}-{trig}-t{t}-r{round(rate * 100)}-s{s}-full",
+            {
+                "arch": a,
+                "seed": s,
+                "epochs": 3,
+                "trigger": trig,
+                "target": t,
+                "rate": rate,
+                "full": True,
+            },
+        )
+        for a, trig, t, rate, s in EVAL_TROJANS_FULL
+    ]
     return out
 
 

@@ -97,7 +97,7 @@ def test_unknown_method_errors() -> None:
         cal.reference_scores("mystery")
     with pytest.raises(ConfigError, match="mystery"):
         cal.p_value("mystery", 1.0)
-    with pytest.raises(ConfigError, match="no clean reference"):
+    with pytest.raises(ConfigError, match="none of the scanners mystery"):
         cal.combined_verdict({"mystery": 1.0})
     with pytest.raises(ConfigError, match="at least 3"):
         cal.p_value("nc", 2.0, [1.1, 1.2])
