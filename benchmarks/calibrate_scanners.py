@@ -42,6 +42,8 @@ ARCHS: dict[str, tuple[str, dict[str, Any]]] = {
     "gap_cnn16bn": ("gap_cnn", {"width": 16, "bn": True}),
     "gap_cnn16": ("gap_cnn", {"width": 16, "bn": False}),
     "small_cnn32bn": ("small_cnn", {"width": 32, "bn": True}),
+    "small_cnn24": ("small_cnn", {"width": 24, "bn": False}),
+    "gap_cnn24bn": ("gap_cnn", {"width": 24, "bn": True}),
 }
 
 CLEAN_RUNS = (
@@ -109,40 +111,55 @@ def cmd_train(cache: Path) -> None:
             )
         )
     for name, job in jobs:
-        meta_path = mdir / f"{name}.meta.json"
-        if meta_path.exists():
-            continue
-        arch, mopts = ARCHS[job["arch"]]
-        train = full if job.get("full") else sub
-        attack = None
-        if "trigger" in job:
-            attack = BadNets(
-                create_trigger(job["trigger"], **job["trigger_options"]),
-                target=job["target"],
-                rate=job["rate"],
+        meta = train_one(mdir, name, job, full, sub, test)
+        if meta is not None:
+            print(
+                json.dumps({k: meta[k] for k in ("name", "clean_acc", "asr", "train_s")}),
+                flush=True,
             )
-            train = attack.poison(train, seed=job["seed"]).data
-        t0 = time.perf_counter()
-        model = create_model(
-            arch, num_classes=10, input_shape=(1, 28, 28), seed=job["seed"], **mopts
+
+
+def train_one(
+    mdir: Path, name: str, job: dict[str, Any], full: ImageData, sub: ImageData, test: ImageData
+) -> dict[str, Any] | None:
+    """Train one model unless ``mdir/NAME.meta.json`` exists; return its meta data (None if cached).
+
+    ``job``: ``arch`` (a key of ``ARCHS``), ``seed`` (init, data order and poisoning), optional
+    ``trigger`` / ``trigger_options`` / ``target`` / ``rate`` (a BadNets-style poisoned training
+    set), ``epochs`` (default 3) and ``full`` (the whole training set instead of the 10k subset).
+    """
+    meta_path = mdir / f"{name}.meta.json"
+    if meta_path.exists():
+        return None
+    arch, mopts = ARCHS[job["arch"]]
+    train = full if job.get("full") else sub
+    attack = None
+    if "trigger" in job:
+        attack = BadNets(
+            create_trigger(job["trigger"], **job.get("trigger_options", {})),
+            target=job["target"],
+            rate=job["rate"],
         )
-        fit(
-            model,
-            train,
-            TrainSpec(epochs=job.get("epochs", 3), seed=job["seed"], device="cpu", progress=False),
-        )
-        ev = evaluate(model, test, attack)
-        save_model(model, mdir / f"{name}.safetensors")
-        meta = {
-            "name": name,
-            "clean": attack is None,
-            **job,
-            "clean_acc": ev["clean_acc"],
-            "asr": ev.get("asr"),
-            "train_s": time.perf_counter() - t0,
-        }
-        atomic_write_json(meta_path, meta)
-        print(json.dumps({k: meta[k] for k in ("name", "clean_acc", "asr", "train_s")}), flush=True)
+        train = attack.poison(train, seed=job["seed"]).data
+    t0 = time.perf_counter()
+    model = create_model(arch, num_classes=10, input_shape=(1, 28, 28), seed=job["seed"], **mopts)
+    fit(
+        model,
+        train,
+        TrainSpec(epochs=job.get("epochs", 3), seed=job["seed"], device="cpu", progress=False),
+    )
+    ev = evaluate(model, test, attack)
+    save_model(model, mdir / f"{name}.safetensors")
+    meta = {
+        "name": name,
+        "clean": attack is None,
+        **job,
+        "clean_acc": ev["clean_acc"],
+        "asr": ev.get("asr"),
+        "train_s": time.perf_counter() - t0,
+    }
+    atomic_write_json(meta_path, meta)
+    return meta
 
 
 def load_cached(cache: Path, name: str) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -155,10 +172,6 @@ def load_cached(cache: Path, name: str) -> tuple[torch.nn.Module, dict[str, Any]
 def cmd_scan(cache: Path, methods: list[str], only: str) -> None:
     """Scan every cached model with each method (20 clean test images per class); cache the verdicts."""
     import fnmatch
-
-    from backdoorlab.defenses.model_scan.abs import ABS
-    from backdoorlab.defenses.model_scan.neural_cleanse import NeuralCleanse
-    from backdoorlab.defenses.model_scan.tabor import Tabor
 
     torch.set_num_threads(1)
     _, _, test = _data()
@@ -174,30 +187,48 @@ def cmd_scan(cache: Path, methods: list[str], only: str) -> None:
         return (not m["clean"], failed, "small_cnn" in n, n)
 
     names.sort(key=order)
-    rdir = cache / "scans"
-    rdir.mkdir(parents=True, exist_ok=True)
     for method in methods:
         for name in names:
-            out = rdir / f"{method}__{name}.json"
-            if out.exists():
-                continue
-            model, meta = load_cached(cache, name)
-            if method == "abs":
-                # ABS: 10 clean images per class (docs/abs.md), both trigger kinds
-                res = ABS(seed=0).scan(model, test.per_class(10, seed=0))
-            else:
-                res = (NeuralCleanse() if method == "nc" else Tabor()).scan(model, clean)
-            doc = {"model": meta, **res.to_json()}
-            atomic_write_json(out, doc)
-            torch.save(
-                {k: v for k, v in res.evidence.items() if k in ("masks", "patterns")},
-                rdir / f"{method}__{name}.pt",
-            )
-            print(
-                f"{method} {name}: flagged={res.flagged} score={res.score:.2f} "
-                f"targets={res.suspect_targets} true={meta.get('target')} {res.seconds:.0f}s",
-                flush=True,
-            )
+            # ABS: 10 clean images per class (docs/abs.md), both trigger kinds
+            imgs = test.per_class(10, seed=0) if method == "abs" else clean
+            doc = scan_cached(cache, method, name, imgs, lambda m=method: _detector(m))
+            if doc is not None:
+                m, r = doc["model"], doc
+                print(
+                    f"{method} {name}: flagged={r['flagged']} score={r['score']:.2f} "
+                    f"targets={r['suspect_targets']} true={m.get('target')} {r['seconds']:.0f}s",
+                    flush=True,
+                )
+
+
+def _detector(method: str) -> Any:
+    from backdoorlab.defenses.model_scan.abs import ABS
+    from backdoorlab.defenses.model_scan.neural_cleanse import NeuralCleanse
+    from backdoorlab.defenses.model_scan.tabor import Tabor
+
+    return {"abs": lambda: ABS(seed=0), "nc": NeuralCleanse, "tabor": Tabor}[method]()
+
+
+def scan_cached(
+    cache: Path, method: str, name: str, clean: ImageData, make: Any
+) -> dict[str, Any] | None:
+    """Scan cached model ``name`` with the detector ``make()`` unless ``scans/METHOD__NAME.json``
+    exists; write the verdict (with the model's meta data) and the reversed masks/patterns.
+    Returns the written document, or None when it was cached."""
+    rdir = cache / "scans"
+    rdir.mkdir(parents=True, exist_ok=True)
+    out = rdir / f"{method}__{name}.json"
+    if out.exists():
+        return None
+    model, meta = load_cached(cache, name)
+    res = make().scan(model, clean)
+    doc = {"model": meta, **res.to_json()}
+    atomic_write_json(out, doc)
+    torch.save(
+        {k: v for k, v in res.evidence.items() if k in ("masks", "patterns")},
+        rdir / f"{method}__{name}.pt",
+    )
+    return doc
 
 
 def _ratio(r: dict[str, Any]) -> float:
