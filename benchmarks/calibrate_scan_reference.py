@@ -127,8 +127,23 @@ def load_scans(cache: Path, names: list[str], method: str) -> list[dict[str, Any
     for n in names:
         p = cache / "scans" / f"{method}__{n}.json"
         if p.exists():
-            out.append(json.loads(p.read_text()))
+            out.append(on_current_scale(json.loads(p.read_text())))
     return out
+
+
+def on_current_scale(doc: dict[str, Any]) -> dict[str, Any]:
+    """A cached scan with today's score: ABS scans cached before its score became the larger REASR
+    divided by its own threshold (pixel 0.95, filter 0.6) stored the raw REASR; convert those."""
+    info = doc.get("info")
+    if doc.get("method") == "abs" and isinstance(info, dict) and "pixel_reasr" in info:
+        doc = {
+            **doc,
+            "score": max(
+                info["pixel_reasr"] / info["threshold_pixel"],
+                info["filter_reasr"] / info["threshold_filter"],
+            ),
+        }
+    return doc
 
 
 def cmd_write(cache: Path, methods: list[str]) -> None:

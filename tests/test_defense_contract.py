@@ -59,15 +59,17 @@ class Spy:
 
 @pytest.fixture(scope="module")
 def tiny_run() -> AttackRun:
-    """An in-memory BadNets run: LeNet-5, 1,000 Fashion-MNIST images, 2 epochs."""
+    """An in-memory BadNets run: LeNet-5, 2,000 Fashion-MNIST images, 3 epochs."""
     if not fashion_mnist_available():
         pytest.skip("needs Fashion-MNIST")
     cfg = RunConfig(
         data="fashion-mnist",
         model="lenet5",
-        train_subset=1000,
+        train_subset=2000,
         rate=0.1,
-        train=TrainSpec(epochs=2, batch_size=32, progress=False),
+        trigger="patch",
+        trigger_options={"size": 3},
+        train=TrainSpec(epochs=3, batch_size=16, progress=False),
     )
     run = pipeline.run_attack(cfg)
     assert run.asr > 0.5

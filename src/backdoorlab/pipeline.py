@@ -588,12 +588,8 @@ def create_scanner(
 
 def calibrated_p_value(method: str, score: float) -> float | None:
     """The score's false-positive rate against clean reference models, or ``None`` without references."""
-    import importlib
+    from .defenses.model_scan import calibration
 
-    try:
-        calibration = importlib.import_module("backdoorlab.defenses.model_scan.calibration")
-    except ImportError:
-        return None
     try:
         return float(calibration.p_value(method, score))
     except (KeyError, ConfigError):
@@ -607,9 +603,11 @@ def combine_results(
 
     Methods without clean references fall back to their own verdicts (flagged if any flags).
     """
+    from .defenses.model_scan.calibration import combine
+
     ps = [r.p_value for r in results if r.p_value is not None]
     if ps:
-        p = min(1.0, len(ps) * min(ps))
+        p = combine(ps)
         how = (
             f"smallest per-method false-positive rate against clean reference models x {len(ps)} "
             f"methods (Bonferroni); flagged if <= {alpha:g}"

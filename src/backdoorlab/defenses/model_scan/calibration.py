@@ -1,7 +1,7 @@
 """Scanner scores as false-positive rates against clean reference models, and one combined verdict.
 
 Each model scanner has its own score scale (Neural Cleanse / TABOR: a mask-norm ratio >= 1; ABS:
-a REASR in [0, 1]), so "the largest score" of ``scan --method all`` mixes scales. Here a score is
+a REASR relative to its threshold), so "the largest score" of ``scan --method all`` mixes scales. Here a score is
 turned into a **p-value**: the estimated false-positive rate of flagging at that score, i.e. the
 probability that a *clean* model scores at least as high, estimated from the scores of clean
 reference models shipped with the package (``reference_scores.json``, written by
@@ -20,8 +20,10 @@ estimated from few models). The transform per method (``TRANSFORMS``):
   reversed-mask norm, a positive ratio (>= 1) whose clean values are right-skewed (most near 1-1.5,
   a few near 2); on the log scale they are roughly symmetric, and a trojan's ratio (3-8) lies
   several reference sds out.
-* ``abs`` -- ``logit(score)``, the REASR (a fraction in [0, 1]) clipped to ``[REASR_EPS,
-  1 - REASR_EPS]`` first (a REASR of 1 would otherwise be infinitely far out).
+* ``abs`` -- ``log(score)``: ABS's score is its larger REASR divided by that REASR's own threshold
+  (pixel 0.95, filter 0.6; flagged at >= 1), a positive ratio like the others. (The ``logit``
+  transform stays available for a raw REASR in [0, 1], clipped to ``[REASR_EPS, 1 - REASR_EPS]``.)
+  The shipped references were converted from the cached raw REASRs (``raw_reasr`` in the JSON).
 
 The reported p-value is ``max(tail, P_FLOOR)`` (1e-6: the fitted tail is not trusted further out
 than that). A scanner run with non-default options (e.g. NC's ``criterion="mad"``, whose score is
@@ -50,7 +52,7 @@ from ...errors import ConfigError
 ALPHA = 0.05
 P_FLOOR = 1e-6
 REASR_EPS = 0.005  # about 1/200: the REASR of one image among the ~200 scored
-TRANSFORMS: dict[str, str] = {"nc": "log", "tabor": "log", "abs": "logit"}
+TRANSFORMS: dict[str, str] = {"nc": "log", "tabor": "log", "abs": "log"}
 REFERENCE_FILE = "reference_scores.json"
 
 __all__ = [
