@@ -137,12 +137,7 @@ class Record:
     def load(cls: type[R], path: str | Path) -> R:
         """Read a record written by ``save``."""
         p = Path(path)
-        try:
-            data = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise DataError(f"{p}: no such file") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise DataError(f"{p}: not valid JSON ({e})") from None
+        data = _read_json(p)
         try:
             return cls.from_json(data)
         except DataError as e:
@@ -391,15 +386,19 @@ RECORDS: dict[str, type[Record]] = {
 }
 
 
-def load_record(path: str | Path) -> Record:
-    """Read any record file, dispatching on its ``kind``."""
-    p = Path(path)
+def _read_json(p: Path) -> Any:
     try:
-        data = json.loads(p.read_text())
+        return json.loads(p.read_text())
     except FileNotFoundError:
         raise DataError(f"{p}: no such file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{p}: not valid JSON ({e})") from None
+
+
+def load_record(path: str | Path) -> Record:
+    """Read any record file, dispatching on its ``kind``."""
+    p = Path(path)
+    data = _read_json(p)
     kind = data.get("kind") if isinstance(data, dict) else None
     if kind not in RECORDS:
         raise DataError(f"{p}: unknown record kind {kind!r}; expected one of {', '.join(RECORDS)}")

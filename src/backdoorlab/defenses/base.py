@@ -19,6 +19,7 @@ from ..errors import ConfigError
 from ..records import ScanResult
 from ..registry import Registry
 from ..train.loop import TrainSpec
+from .features import EPS_HALF, EPS_PAPER, auto_budget_keep, budget_verdict
 
 DEFENSES: Registry[Any] = Registry("defenses")
 
@@ -75,12 +76,6 @@ class DataSanitizer(Configurable):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores and keep-mask together; sanitisers whose mask follows from their scores do the work once."""
         return self.score(model, train), self.keep_mask(model, train)
-
-
-EPS_PAPER = 0.1  # the papers' budget: 10% of a class
-EPS_HALF = (
-    0.5  # the project's convention: 10% of a 10-class set, all-to-one, is half its target class
-)
 
 
 def parse_eps(name: str, eps: float | str | None) -> float | None:
@@ -144,15 +139,24 @@ class BudgetSanitizer(SanitizerOptions, DataSanitizer):
         """Bool ``(N,)``: drop the ``ceil(removal_factor * eps * n_c)`` top scores of each class."""
         return self.score_and_keep(model, train)[1]
 
+    def loss_rule_checked(self) -> bool:
+        """Whether the loss rule ran (it sets ``eps="auto"``'s per-class budget)."""
+        return self.eps_given is None
+
     def score_and_keep(
         self, model: nn.Module, train: ImageData
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores and the budget keep-mask from one scoring pass."""
-        from .features import budget_keep_mask
-
+        """Scores and the keep-mask (per-class budget: fixed ``eps``, or ``"auto"``) from one pass;
+        ``report`` gets each class's budget and ``verdict`` one sentence."""
         scores, labels = self._scored(model, train)
-        eps = EPS_PAPER if self.eps_given is None else self.eps_given
-        return scores, budget_keep_mask(scores, labels, min(1.0, self.removal_factor * eps))
+        fired = {int(c): bool(r.get("loss_rule")) for c, r in self.report.items()}
+        keep = auto_budget_keep(scores, labels, fired, self.eps_given, self.removal_factor)
+        for c, r in self.report.items():
+            r["budget_eps"] = self.eps_given or (EPS_HALF if fired[int(c)] else EPS_PAPER)
+        n_removed = int((~keep).sum())
+        checked = self.loss_rule_checked()
+        self.verdict = budget_verdict(self.name, self.eps_given, self.report, n_removed, checked)
+        return scores, keep
 
 
 class ModelRepair(Configurable):

@@ -165,3 +165,60 @@ def budget_keep_mask(scores: torch.Tensor, labels: torch.Tensor, fraction: float
         if k > 0:
             keep[idx[torch.topk(scores[idx], k).indices]] = False
     return keep
+
+
+# Budgets of eps="auto" (per class, as a fraction of the class): the papers' 10% where nothing marks a
+# class, and the project's poison-rate convention where the loss rule marks one: an all-to-one attack
+# on 10% of a 10-class set puts r K / (1 + r K) = 50% poison in its target class (docs/defenses.md).
+EPS_PAPER = 0.1
+EPS_HALF = 0.5
+
+
+def auto_budget_keep(
+    scores: torch.Tensor,
+    labels: torch.Tensor,
+    fired: dict[int, bool],
+    eps: float | None,
+    removal_factor: float,
+) -> torch.Tensor:
+    """Keep-mask dropping ``ceil(removal_factor * eps_c * n_c)`` top scores per class ``c``.
+
+    ``eps_c`` is ``eps`` when given, else ``EPS_HALF`` in classes where the loss rule fired and
+    ``EPS_PAPER`` in the others (``eps="auto"``).
+    """
+    keep = torch.ones(len(scores), dtype=torch.bool)
+    for idx in class_groups(labels):
+        c = int(labels[idx[0]])
+        e = eps if eps is not None else (EPS_HALF if fired.get(c) else EPS_PAPER)
+        k = min(len(idx), math.ceil(min(1.0, removal_factor * e) * len(idx) - 1e-9))
+        if k > 0:
+            keep[idx[torch.topk(scores[idx], k).indices]] = False
+    return keep
+
+
+def budget_verdict(
+    name: str,
+    eps: float | None,
+    report: dict[str, dict[str, float]],
+    n_removed: int,
+    checked: bool = True,
+) -> str:
+    """One sentence: where the loss rule fired (if it was ``checked``), which budget was used, how much was removed."""
+    fired = [c for c, r in report.items() if r.get("loss_rule")]
+    if eps is not None:
+        rule = (
+            f"loss rule fired in {'class ' + ', '.join(fired) if fired else 'no class'}"
+            if checked
+            else "loss rule not used"
+        )
+        return f"{name}: fixed budget eps {eps:g} in every class ({rule}); removed {n_removed}"
+    if not fired:
+        return (
+            f"{name}: no backdoor evidence found by the loss rule (no class has a tightly fitted "
+            f"side); removed only the paper's budget eps {EPS_PAPER:g} of every class ({n_removed})"
+        )
+    gaps = ", ".join(f"{c} (gap {report[c]['loss_gap']:.2f})" for c in fired)
+    return (
+        f"{name}: loss rule fired in class {gaps}: budget eps {EPS_HALF:g} there, "
+        f"eps {EPS_PAPER:g} elsewhere; removed {n_removed}"
+    )

@@ -38,7 +38,6 @@ clean ones (Li et al., NeurIPS 2021). Otherwise the paper's squared score is kep
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -46,7 +45,7 @@ from torch import nn
 
 from ...data.core import ImageData
 from ...errors import ConfigError
-from ..base import DEFENSES, EPS_HALF, EPS_PAPER, BudgetSanitizer
+from ..base import DEFENSES, BudgetSanitizer
 from ..features import (
     activations,
     class_groups,
@@ -123,56 +122,6 @@ def spectral_scores(
     return spectral_scores_and_gap(reps, quantiles, loss_gap)[0]
 
 
-def auto_budget_keep(
-    scores: torch.Tensor,
-    labels: torch.Tensor,
-    fired: dict[int, bool],
-    eps: float | None,
-    removal_factor: float,
-) -> torch.Tensor:
-    """Keep-mask dropping ``ceil(removal_factor * eps_c * n_c)`` top scores per class ``c``.
-
-    ``eps_c`` is ``eps`` when given, else ``EPS_HALF`` in classes where the loss rule fired and
-    ``EPS_PAPER`` in the others (``eps="auto"``).
-    """
-    keep = torch.ones(len(scores), dtype=torch.bool)
-    for idx in class_groups(labels):
-        c = int(labels[idx[0]])
-        e = eps if eps is not None else (EPS_HALF if fired.get(c) else EPS_PAPER)
-        k = min(len(idx), math.ceil(min(1.0, removal_factor * e) * len(idx) - 1e-9))
-        if k > 0:
-            keep[idx[torch.topk(scores[idx], k).indices]] = False
-    return keep
-
-
-def budget_verdict(
-    name: str,
-    eps: float | None,
-    report: dict[str, dict[str, float]],
-    n_removed: int,
-    checked: bool = True,
-) -> str:
-    """One sentence: where the loss rule fired (if it was ``checked``), which budget was used, how much was removed."""
-    fired = [c for c, r in report.items() if r.get("loss_rule")]
-    if eps is not None:
-        rule = (
-            f"loss rule fired in {'class ' + ', '.join(fired) if fired else 'no class'}"
-            if checked
-            else "loss rule not used"
-        )
-        return f"{name}: fixed budget eps {eps:g} in every class ({rule}); removed {n_removed}"
-    if not fired:
-        return (
-            f"{name}: no backdoor evidence found by the loss rule (no class has a tightly fitted "
-            f"side); removed only the paper's budget eps {EPS_PAPER:g} of every class ({n_removed})"
-        )
-    gaps = ", ".join(f"{c} (gap {report[c]['loss_gap']:.2f})" for c in fired)
-    return (
-        f"{name}: loss rule fired in class {gaps}: budget eps {EPS_HALF:g} there, "
-        f"eps {EPS_PAPER:g} elsewhere; removed {n_removed}"
-    )
-
-
 @DEFENSES.register(
     "spectral-signatures",
     "Spectral Signatures (Tran et al. NeurIPS 2018): squared top-singular-vector projection, data sanitiser",
@@ -221,24 +170,6 @@ class SpectralSignatures(BudgetSanitizer):
             self.report[str(int(labels[idx[0]]))] = {"loss_rule": float(fired), "loss_gap": gap}
         return out, labels
 
-    def score_and_keep(
-        self, model: nn.Module, train: ImageData
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores and the keep-mask (per-class budget: fixed ``eps``, or ``"auto"``) from one pass."""
-        scores, labels = self._scored(model, train)
-        fired = {int(c): bool(r["loss_rule"]) for c, r in self.report.items()}
-        keep = auto_budget_keep(scores, labels, fired, self.eps_given, self.removal_factor)
-        for c, r in self.report.items():
-            r["budget_eps"] = (
-                self.eps_given
-                if self.eps_given is not None
-                else (EPS_HALF if fired[int(c)] else EPS_PAPER)
-            )
-        self.verdict = budget_verdict(
-            self.name,
-            self.eps_given,
-            self.report,
-            int((~keep).sum()),
-            self.orient == "loss" or self.eps_given is None,
-        )
-        return scores, keep
+    def loss_rule_checked(self) -> bool:
+        """The loss rule runs when it orients the scores or sets the budget."""
+        return self.orient == "loss" or self.eps_given is None

@@ -52,7 +52,7 @@ from ..features import (
     sanitizer_labels,
 )
 from .activation_clustering import LOSS_GAP
-from .spectral import auto_budget_keep, budget_verdict, loss_split, top_projection
+from .spectral import loss_split, top_projection
 
 
 def _sym_pow(m: torch.Tensor, p: float, floor: float = 1e-8) -> torch.Tensor:
@@ -178,15 +178,3 @@ class Spectre(BudgetSanitizer):
                 "budget_eps": e,
             }
         return out, labels
-
-    def score_and_keep(
-        self, model: nn.Module, train: ImageData
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores and the keep-mask (per-class budget: fixed ``eps``, or ``"auto"``) from one pass."""
-        scores, labels = self._scored(model, train)
-        fired = {int(c): bool(r["loss_rule"]) for c, r in self.report.items()}
-        keep = auto_budget_keep(scores, labels, fired, self.eps_given, self.removal_factor)
-        self.verdict = budget_verdict(
-            self.name, self.eps_given, self.report, int((~keep).sum()), self.eps_given is None
-        )
-        return scores, keep
