@@ -155,10 +155,10 @@ def suggest(name: str, known: list[str], n: int = 3) -> list[str]:
     low = name.lower()
     sub = [k for k in known if low in k.lower() or (len(k) >= 3 and k.lower() in low)]
     close = difflib.get_close_matches(low, known, n=n, cutoff=0.6)
-    out: list[str] = []
-    for k in [*sub, *close]:
-        if k not in out:
-            out.append(k)
+    out = sorted(
+        set(sub) | set(close),
+        key=lambda k: -difflib.SequenceMatcher(None, low, k.lower()).ratio(),
+    )
     return out[:n]
 
 
