@@ -139,6 +139,21 @@ class BudgetSanitizer(SanitizerOptions, DataSanitizer):
         """Bool ``(N,)``: drop the ``ceil(removal_factor * eps * n_c)`` top scores of each class."""
         return self.score_and_keep(model, train)[1]
 
+    def features(
+        self, model: nn.Module, train: ImageData, need_loss: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Representations ``(N, D)``, the labels they are grouped by, and (``need_loss``) each
+        sample's training-loss quantile, from one forward pass."""
+        from .features import activations, loss_quantiles, reps_and_logits, sanitizer_labels
+
+        if need_loss or self.labels == "predicted":
+            reps, logits = reps_and_logits(model, train.x, self.layer, self.batch_size)
+            labels = sanitizer_labels(model, train, self.labels, self.batch_size, logits)
+            q = loss_quantiles(logits, train.y)[1] if need_loss else None
+            return reps, labels, q
+        reps = activations(model, train.x, self.layer, self.batch_size)
+        return reps, sanitizer_labels(model, train, self.labels, self.batch_size), None
+
     def loss_rule_checked(self) -> bool:
         """Whether the loss rule ran (it sets ``eps="auto"``'s per-class budget)."""
         return self.eps_given is None

@@ -47,11 +47,7 @@ from ...data.core import ImageData
 from ...errors import ConfigError
 from ..base import DEFENSES, BudgetSanitizer
 from ..features import (
-    activations,
     class_groups,
-    loss_quantiles,
-    reps_and_logits,
-    sanitizer_labels,
 )
 from .activation_clustering import LOSS_GAP, kmeans
 
@@ -150,16 +146,8 @@ class SpectralSignatures(BudgetSanitizer):
 
     def _scored(self, model: nn.Module, train: ImageData) -> tuple[torch.Tensor, torch.Tensor]:
         """Spectral scores (divided by their class median) and the labels they were grouped by."""
-        q: torch.Tensor | None = None
         need_q = self.orient == "loss" or self.eps_given is None  # the loss rule orients or budgets
-        if need_q or self.labels == "predicted":
-            reps, logits = reps_and_logits(model, train.x, self.layer, self.batch_size)
-            labels = sanitizer_labels(model, train, self.labels, self.batch_size, logits)
-            if need_q:
-                q = loss_quantiles(logits, train.y)[1]
-        else:
-            reps = activations(model, train.x, self.layer, self.batch_size)
-            labels = sanitizer_labels(model, train, self.labels, self.batch_size)
+        reps, labels, q = self.features(model, train, need_q)
         out = torch.zeros(len(train))
         self.report = {}
         for idx in class_groups(labels):

@@ -45,11 +45,7 @@ from ...data.core import ImageData
 from ...errors import ConfigError
 from ..base import DEFENSES, EPS_HALF, EPS_PAPER, BudgetSanitizer
 from ..features import (
-    activations,
     class_groups,
-    loss_quantiles,
-    reps_and_logits,
-    sanitizer_labels,
 )
 from .activation_clustering import LOSS_GAP
 from .spectral import loss_split, top_projection
@@ -151,15 +147,7 @@ class Spectre(BudgetSanitizer):
         the loss rule fires on its top singular direction (:func:`.spectral.loss_split`), else
         ``EPS_PAPER``.
         """
-        q: torch.Tensor | None = None
-        if self.eps_given is None or self.labels == "predicted":
-            reps, logits = reps_and_logits(model, train.x, self.layer, self.batch_size)
-            labels = sanitizer_labels(model, train, self.labels, self.batch_size, logits)
-            if self.eps_given is None:
-                q = loss_quantiles(logits, train.y)[1]
-        else:
-            reps = activations(model, train.x, self.layer, self.batch_size)
-            labels = sanitizer_labels(model, train, self.labels, self.batch_size)
+        reps, labels, q = self.features(model, train, self.eps_given is None)
         out = torch.zeros(len(train))
         self.report = {}
         for idx in class_groups(labels):
